@@ -25,7 +25,10 @@ pub struct Request<'a> {
 ///
 /// `Ok(None)`: the head is incomplete (and shorter than `max_head`).
 /// `Ok(Some((req, n)))`: the head is the first `n` bytes; the rest are frames.
-pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request<'_>, usize)>, HandshakeError> {
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(Request<'_>, usize)>, HandshakeError> {
     let _ = (buf, max_head);
     todo!()
 }
