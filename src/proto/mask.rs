@@ -39,7 +39,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
@@ -49,10 +49,12 @@ mod tests {
     }
 
     /// A xorshift64 generator: deterministic "random" test input, no dependency.
-    struct Rng(u64);
+    /// Shared by the other proto tests. The seed must not be zero.
+    pub(crate) struct Rng(pub(crate) u64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
+        /// The next pseudo-random number.
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
