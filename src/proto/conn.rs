@@ -226,6 +226,19 @@ impl Decoder {
         self.flags & (IN_MESSAGE | FIRST) == IN_MESSAGE
     }
 
+    /// Whether the next input byte starts a frame header: no frame's payload
+    /// is still being handed out.
+    pub fn at_frame_start(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Payload bytes of the open fragmented message so far (0 when none is
+    /// open). With the next frame's length this bounds the message's size
+    /// before it arrives, e.g. for flow control.
+    pub fn message_len(&self) -> u64 {
+        if self.flags & IN_MESSAGE != 0 { self.message_len } else { 0 }
+    }
+
     /// Checks a header against the framing rules, in the documented order.
     /// For a data frame, returns the declared size of its message so far.
     fn check(&self, h: &FrameHeader, cfg: &DecoderConfig) -> Result<u64, ProtoError> {
