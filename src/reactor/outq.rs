@@ -203,10 +203,17 @@ mod tests {
         let mut q = queue_with(&mut pool, &parts);
         assert_eq!(q.queued(), 24);
         let mut sink = Sink { got: Vec::new(), per_call: 5, calls_left: 2 };
+        // A short write means the socket is full: one call, then wait.
+        assert!(!q.flush(&mut sink, &mut pool).unwrap());
+        assert_eq!((q.queued(), sink.calls_left), (19, 1));
         assert!(!q.flush(&mut sink, &mut pool).unwrap());
         assert_eq!(q.queued(), 14);
         sink.calls_left = 100;
-        assert!(q.flush(&mut sink, &mut pool).unwrap());
+        let mut flushes = 0;
+        while !q.flush(&mut sink, &mut pool).unwrap() {
+            flushes += 1;
+        }
+        assert_eq!(flushes, 2);
         assert_eq!(sink.got, b"hello shared world again");
         assert!(q.is_empty());
     }
