@@ -33,21 +33,24 @@ pub(crate) enum State {
 }
 
 /// `on_open` ran and the connection counts toward `max_connections`.
-pub(crate) const OPENED: u8 = 1;
+pub(crate) const OPENED: u16 = 1;
 /// `on_close` ran.
-pub(crate) const NOTIFIED: u8 = 1 << 1;
+pub(crate) const NOTIFIED: u16 = 1 << 1;
 /// Not reading: the output queue is at its cap.
-pub(crate) const READ_PAUSED: u8 = 1 << 2;
+pub(crate) const READ_PAUSED: u16 = 1 << 2;
 /// The socket did not take all queued output; waiting for writability.
-pub(crate) const WRITE_BLOCKED: u8 = 1 << 3;
+pub(crate) const WRITE_BLOCKED: u16 = 1 << 3;
 /// In the reactor's list of connections to read again without an event.
-pub(crate) const AGAIN: u8 = 1 << 4;
+pub(crate) const AGAIN: u16 = 1 << 4;
 /// In the reactor's list of connections to flush this turn.
-pub(crate) const DIRTY: u8 = 1 << 5;
+pub(crate) const DIRTY: u16 = 1 << 5;
 /// Our side of the TCP connection is shut down (FIN sent).
-pub(crate) const SHUT_WR: u8 = 1 << 6;
+pub(crate) const SHUT_WR: u16 = 1 << 6;
 /// Input is ignored: the peer broke the protocol and is being dropped.
-pub(crate) const DISCARD: u8 = 1 << 7;
+pub(crate) const DISCARD: u16 = 1 << 7;
+/// The carry holds input set aside while reading was paused: process it
+/// even if the socket has nothing new.
+pub(crate) const PENDING_INPUT: u16 = 1 << 8;
 
 /// Buffers a connection holds only while it needs them.
 #[derive(Default)]
@@ -79,7 +82,7 @@ pub(crate) struct Conn<C> {
     pub(crate) stream: TcpStream,
     pub(crate) generation: u32,
     pub(crate) state: State,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
     /// The code we closed with (reported by `on_close`).
     pub(crate) close_code: u16,
     pub(crate) decoder: Decoder,
@@ -103,7 +106,7 @@ impl<C: Default> Conn<C> {
 }
 
 impl<C> Conn<C> {
-    pub(crate) fn has(&self, flag: u8) -> bool {
+    pub(crate) fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
 
@@ -191,7 +194,13 @@ impl<C> Conn<C> {
 
     /// Starts a server-initiated close: queue the close frame, stop
     /// accepting sends, and arm the close timeout.
-    pub(crate) fn begin_close(&mut self, env: &mut Env, slot: usize, code: CloseCode, reason: &str) {
+    pub(crate) fn begin_close(
+        &mut self,
+        env: &mut Env,
+        slot: usize,
+        code: CloseCode,
+        reason: &str,
+    ) {
         if self.state != State::Open {
             return;
         }
@@ -206,12 +215,11 @@ impl<C> Conn<C> {
 
 /// The size of an unmasked frame carrying `payload` bytes.
 pub(crate) fn frame_len(payload: usize) -> usize {
-    payload
-        + match payload {
-            0..=125 => 2,
-            126..=0xFFFF => 4,
-            _ => 10,
-        }
+    payload.saturating_add(match payload {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    })
 }
 
 #[cfg(test)]
@@ -221,8 +229,11 @@ mod tests {
     #[test]
     fn idle_slot_is_small() {
         // Socket, generation, state, flags, close code, decoder, one pointer.
+        // (mio adds a selector id to each socket in debug builds.)
         let size = std::mem::size_of::<Conn<()>>();
-        assert!(size <= 64, "Conn<()> grew to {size} bytes");
+        let limit = if cfg!(debug_assertions) { 72 } else { 64 };
+        println!("size_of::<Conn<()>>() = {size}");
+        assert!(size <= limit, "Conn<()> grew to {size} bytes");
     }
 
     #[test]

@@ -27,12 +27,13 @@ use slab::Slab;
 use self::buf::Pool;
 pub(crate) use self::conn::Conn;
 use self::conn::{
-    AGAIN, Bufs, DIRTY, DISCARD, NOTIFIED, OPENED, READ_PAUSED, SHUT_WR, State, WRITE_BLOCKED,
+    AGAIN, Bufs, DIRTY, DISCARD, NOTIFIED, OPENED, PENDING_INPUT, READ_PAUSED, SHUT_WR, State,
+    WRITE_BLOCKED,
 };
 use self::inbox::{Command, Inbox};
 use crate::handler::{Accept, Ctx, Handler, Reject};
 use crate::message::{Frame, Message};
-use crate::proto::frame::OpCode;
+use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, Request};
 use crate::proto::{CloseCode, Decoded, DecoderConfig, Event, ProtoError};
 use crate::server::{Config, ServerHandle};
@@ -110,10 +111,8 @@ impl<H: Handler> Reactor<H> {
         handle: ServerHandle,
     ) -> Self {
         let rbuf = vec![0u8; cfg.read_buffer_size].into_boxed_slice();
-        let decoder = DecoderConfig {
-            max_message_size: cfg.max_message_size,
-            ..DecoderConfig::default()
-        };
+        let decoder =
+            DecoderConfig { max_message_size: cfg.max_message_size, ..DecoderConfig::default() };
         Reactor {
             poll: parts.poll,
             listener: Some(parts.listener),
@@ -190,7 +189,9 @@ impl<H: Handler> Reactor<H> {
                 self.pump(slot);
             }
         }
-        self.again = again;
+        if self.again.is_empty() {
+            self.again = again; // keep the allocation
+        }
         if self.accept_paused_until.is_some_and(|t| t <= self.env.now) {
             self.accept_paused_until = None;
             self.accept();
@@ -211,15 +212,11 @@ impl<H: Handler> Reactor<H> {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [
-            self.env.closing.front().map(|c| c.0),
-            self.shutdown_at,
-            self.accept_paused_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|t| t.saturating_duration_since(now))
+        [self.env.closing.front().map(|c| c.0), self.shutdown_at, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
     }
 
     fn finished(&self) -> bool {
@@ -321,7 +318,7 @@ impl<H: Handler> Reactor<H> {
                     Ok(0) => (0, true),
                     Ok(n) => (n, false),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if carry_len == 0 || !conn.has(AGAIN) {
+                        if !conn.has(PENDING_INPUT) {
                             break;
                         }
                         (0, false)
@@ -338,11 +335,15 @@ impl<H: Handler> Reactor<H> {
                 self.rbuf[..carry_len].copy_from_slice(&b.carry);
                 b.carry.clear();
             }
+            conn.flags &= !PENDING_INPUT;
             let input = &mut self.rbuf[..carry_len + n];
             let consumed = process(conn, &mut self.env, &mut self.handler, slot, input);
             if consumed < input.len() {
                 let rest = &input[consumed..];
                 conn.bufs_mut(&mut self.env).carry.extend_from_slice(rest);
+                if conn.has(READ_PAUSED) {
+                    conn.flags |= PENDING_INPUT;
+                }
             }
             if eof {
                 self.on_eof(slot);
@@ -420,14 +421,16 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         conn.flags &= !DIRTY;
         let drained = match conn.bufs.as_mut() {
-            Some(b) if !b.out.is_empty() => match b.out.flush(&mut conn.stream, &mut self.env.chunks) {
-                Ok(drained) => drained,
-                Err(e) => {
-                    log::debug!("write: {e}");
-                    self.remove(slot);
-                    return;
+            Some(b) if !b.out.is_empty() => {
+                match b.out.flush(&mut conn.stream, &mut self.env.chunks) {
+                    Ok(drained) => drained,
+                    Err(e) => {
+                        log::debug!("write: {e}");
+                        self.remove(slot);
+                        return;
+                    }
                 }
-            },
+            }
             _ => true,
         };
         if !drained {
@@ -534,27 +537,33 @@ fn process<H: Handler>(
     let mut pos = 0;
     loop {
         match conn.state {
-            State::Handshake => match handshake::parse_request(&input[pos..], env.cfg.max_head_size)
-            {
-                Ok(None) => return pos,
-                Ok(Some((req, n))) => {
-                    upgrade(conn, env, handler, slot, req);
-                    pos += n;
+            State::Handshake => {
+                match handshake::parse_request(&input[pos..], env.cfg.max_head_size) {
+                    Ok(None) => return pos,
+                    Ok(Some((req, n))) => {
+                        upgrade(conn, env, handler, slot, req);
+                        pos += n;
+                    }
+                    Err(e) => {
+                        log::info!(
+                            "{}: bad upgrade request: {} {}",
+                            peer(conn),
+                            e.status,
+                            e.reason
+                        );
+                        env.scratch.clear();
+                        e.write_response(&mut env.scratch);
+                        refuse(conn, env, slot);
+                        return input.len();
+                    }
                 }
-                Err(e) => {
-                    log::info!("{}: bad upgrade request: {} {}", peer(conn), e.status, e.reason);
-                    env.scratch.clear();
-                    e.write_response(&mut env.scratch);
-                    refuse(conn, env, slot);
-                    return input.len();
-                }
-            },
+            }
             State::Draining => return input.len(),
             State::Open | State::Closing => {
                 if conn.has(DISCARD) {
                     return input.len();
                 }
-                if conn.state == State::Open && conn.queued() >= env.cfg.max_backpressure {
+                if conn.state == State::Open && !can_take_next(conn, env, &input[pos..]) {
                     conn.flags |= READ_PAUSED;
                     return pos;
                 }
@@ -573,6 +582,29 @@ fn process<H: Handler>(
                 }
             }
         }
+    }
+}
+
+/// Whether the output queue could take a reply as large as the next
+/// message. Reading stops before a handler would have to drop a reply, so a
+/// client that sends faster than it reads meets TCP backpressure instead of
+/// losing messages (and the queue stays under its cap).
+fn can_take_next<C>(conn: &Conn<C>, env: &Env, input: &[u8]) -> bool {
+    let queued = conn.queued();
+    if queued == 0 {
+        return true;
+    }
+    let cap = env.cfg.max_backpressure;
+    if queued >= cap || !conn.decoder.at_frame_start() {
+        return queued < cap;
+    }
+    match frame::parse_header(input) {
+        Ok(Some(h)) if !h.opcode.is_control() => {
+            let message = conn.decoder.message_len().saturating_add(h.payload_len);
+            let reply = usize::try_from(message).map_or(usize::MAX, conn::frame_len);
+            queued.saturating_add(reply) <= cap
+        }
+        _ => true,
     }
 }
 
@@ -616,8 +648,13 @@ fn upgrade<H: Handler>(
     let headers: Vec<(&str, &str)> =
         accept.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     env.scratch.clear();
-    let written =
-        handshake::write_accept_response(&mut env.scratch, req.key().as_bytes(), protocol, None, &headers);
+    let written = handshake::write_accept_response(
+        &mut env.scratch,
+        req.key().as_bytes(),
+        protocol,
+        None,
+        &headers,
+    );
     if let Err(e) = written {
         env.handle.closed();
         log::error!("the handler gave an invalid response header: {e:?}");
@@ -725,7 +762,8 @@ fn on_event<H: Handler>(
         Event::Close(code, reason) => match conn.state {
             State::Open => {
                 // Echo the code (RFC 6455 §5.5.1); an empty close gets an empty reply.
-                let echo = if code == CloseCode::NO_STATUS { &[][..] } else { &code.0.to_be_bytes()[..] };
+                let echo =
+                    if code == CloseCode::NO_STATUS { &[][..] } else { &code.0.to_be_bytes()[..] };
                 conn.send_control(env, OpCode::Close, echo);
                 conn.state = State::Draining;
                 notify_close(conn, env, handler, slot, code, reason);
