@@ -107,7 +107,9 @@ impl Handler for Gate {
             return Err(Reject::new(401, "token required").header("WWW-Authenticate", "Token"));
         }
         let proto = req.protocols().find(|p| *p == "chat.v1" || *p == "chat.v2");
-        Ok(Accept::new(format!("user@{}", req.path())).protocol(proto).header("X-Served-By", "gate"))
+        Ok(Accept::new(format!("user@{}", req.path()))
+            .protocol(proto)
+            .header("X-Served-By", "gate"))
     }
 
     fn on_message(&mut self, cx: &mut wsreactor::Ctx<'_, String>, _msg: wsreactor::Message<'_>) {

@@ -105,7 +105,10 @@ fn close_handshake_echoes_the_code_and_server_closes_tcp() {
         c.send(&masked(true, 8, &payload));
         let f = c.read_frame().unwrap();
         assert_eq!((f.opcode, f.close_code()), (8, expect));
-        assert!(c.sees_eof(Duration::from_secs(2)), "server kept TCP open after the close handshake");
+        assert!(
+            c.sees_eof(Duration::from_secs(2)),
+            "server kept TCP open after the close handshake"
+        );
     }
 }
 
@@ -137,8 +140,14 @@ fn protocol_violations_close_with_1002() {
         ("close over 125 bytes", masked(true, 8, &[0x03, 0xE8].repeat(63))),
         ("fragmented ping", masked(false, 9, b"x")),
         ("continuation without a message", masked(true, 0, b"x")),
-        ("text inside a fragmented message", [masked(false, 1, b"a"), masked(true, 1, b"b")].concat()),
-        ("binary inside a fragmented message", [masked(false, 2, b"a"), masked(true, 2, b"b")].concat()),
+        (
+            "text inside a fragmented message",
+            [masked(false, 1, b"a"), masked(true, 1, b"b")].concat(),
+        ),
+        (
+            "binary inside a fragmented message",
+            [masked(false, 2, b"a"), masked(true, 2, b"b")].concat(),
+        ),
         ("close payload of 1 byte", masked(true, 8, &[0x03])),
         ("close code 0", masked(true, 8, &0u16.to_be_bytes())),
         ("close code 999", masked(true, 8, &999u16.to_be_bytes())),
@@ -158,7 +167,10 @@ fn protocol_violations_close_with_1002() {
 #[test]
 fn valid_close_codes_are_echoed() {
     let server = echo_server();
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+        4000, 4999,
+    ] {
         let mut c = RawClient::connect(server.addr);
         c.send(&masked(true, 8, &code.to_be_bytes()));
         assert_eq!(c.expect_close(), Some(code));

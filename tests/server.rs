@@ -124,7 +124,9 @@ fn bad_clients_get_their_answer_while_others_keep_working() {
     check_good(1);
 
     let mut big = RawClient::connect_tcp(server.addr);
-    big.send_lossy(upgrade_request(server.addr, &format!("X: {}\r\n", "y".repeat(4000))).as_bytes());
+    big.send_lossy(
+        upgrade_request(server.addr, &format!("X: {}\r\n", "y".repeat(4000))).as_bytes(),
+    );
     assert!(String::from_utf8_lossy(&big.read_to_end()).starts_with("HTTP/1.1 431"));
     check_good(2);
 

@@ -65,7 +65,8 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Some((i, 'g' | 'G')) => (&s[..i], 30),
         _ => (s, 0),
     };
-    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?} (e.g. 65536, 64K, 16M)"))?;
+    let n: usize =
+        digits.parse().map_err(|_| format!("not a size: {s:?} (e.g. 65536, 64K, 16M)"))?;
     n.checked_mul(1 << shift).ok_or_else(|| format!("size too large: {s:?}"))
 }
 

@@ -221,6 +221,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     };
     let payload = buf.get(at..at + len)?.to_vec();
     at += len;
-    let f = RawFrame { fin: buf[0] & 0x80 != 0, rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 0xf, payload };
+    let f =
+        RawFrame { fin: buf[0] & 0x80 != 0, rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 0xf, payload };
     Some((f, at))
 }
