@@ -42,7 +42,7 @@ fn broadcast_reaches_every_client_on_every_reactor() {
     clients[0].send(&masked(true, 1, b"to everyone"));
     clients[1].send(&masked(true, 2, &[1, 2, 3]));
     for c in &mut clients {
-        let mut got = vec![c.read_frame().unwrap(), c.read_frame().unwrap()];
+        let mut got = [c.read_frame().unwrap(), c.read_frame().unwrap()];
         got.sort_by_key(|f| f.opcode);
         assert_eq!((got[0].opcode, got[0].payload.as_slice()), (1, &b"to everyone"[..]));
         assert_eq!((got[1].opcode, got[1].payload.as_slice()), (2, &[1u8, 2, 3][..]));
@@ -188,7 +188,7 @@ fn the_output_cap_is_strict_and_drain_is_reported() {
     }
     let statuses = statuses.lock().unwrap();
     let queued = statuses.iter().filter(|s| **s != SendStatus::Dropped).count();
-    assert!(queued >= 3 && queued < 64, "queued {queued} of 64 with a 256 KiB cap");
+    assert!((3..64).contains(&queued), "queued {queued} of 64 with a 256 KiB cap");
     assert!(statuses.contains(&SendStatus::Dropped));
     assert_eq!(got, queued * (64 << 10));
 }
