@@ -1,4 +1,4 @@
-//! wsreactor: a lean, fast RFC 6455 WebSocket server on per-core mio reactors.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 mod handler;
