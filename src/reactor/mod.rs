@@ -13,6 +13,7 @@ mod conn;
 pub(crate) mod inbox;
 pub(crate) mod listener;
 mod outq;
+pub(crate) mod timer;
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
