@@ -22,12 +22,17 @@ pub enum Role {
     Client,
 }
 
+/// The hard ceiling on a message's size (4 GiB - 1), which keeps the
+/// decoder's lengths in 32 bits and its state small.
+pub const MAX_MESSAGE_SIZE: usize = u32::MAX as usize;
+
 /// Limits and negotiated options for a [`Decoder`].
 #[derive(Debug, Clone, Copy)]
 pub struct DecoderConfig {
     /// Which side we are.
     pub role: Role,
-    /// The largest message (sum of its frames' payloads) accepted.
+    /// The largest message (sum of its frames' payloads) accepted; at most
+    /// [`MAX_MESSAGE_SIZE`] whatever this says.
     pub max_message_size: usize,
     /// RSV1 marks compressed messages (permessage-deflate was negotiated).
     pub allow_rsv1: bool,
@@ -105,9 +110,9 @@ const COMPRESSED: u8 = 1 << 4;
 pub struct Decoder {
     /// Payload bytes of the current data frame not handed out yet; non-zero
     /// exactly when the decoder is inside a frame.
-    remaining: u64,
+    remaining: u32,
     /// Declared payload bytes of the open message, current frame included.
-    message_len: u64,
+    message_len: u32,
     /// The current frame's mask key (all zero when unmasked: a no-op).
     key: [u8; 4],
     /// Validates the open text message across frames.
@@ -236,12 +241,12 @@ impl Decoder {
     /// open). With the next frame's length this bounds the message's size
     /// before it arrives, e.g. for flow control.
     pub fn message_len(&self) -> u64 {
-        if self.flags & IN_MESSAGE != 0 { self.message_len } else { 0 }
+        if self.flags & IN_MESSAGE != 0 { u64::from(self.message_len) } else { 0 }
     }
 
     /// Checks a header against the framing rules, in the documented order.
     /// For a data frame, returns the declared size of its message so far.
-    fn check(&self, h: &FrameHeader, cfg: &DecoderConfig) -> Result<u64, ProtoError> {
+    fn check(&self, h: &FrameHeader, cfg: &DecoderConfig) -> Result<u32, ProtoError> {
         if h.mask.is_some() != (cfg.role == Role::Server) {
             return Err(ProtoError::BadMask);
         }
@@ -265,16 +270,19 @@ impl Decoder {
             (true, true) => self.message_len,
             (false, false) => 0,
         };
-        let total = so_far.saturating_add(h.payload_len);
-        if total > cfg.max_message_size as u64 {
+        let total = u64::from(so_far).saturating_add(h.payload_len);
+        let limit = cfg.max_message_size.min(MAX_MESSAGE_SIZE) as u64;
+        if total > limit {
             return Err(ProtoError::MessageTooBig);
         }
-        Ok(total)
+        // At most MAX_MESSAGE_SIZE, so it fits.
+        Ok(total as u32)
     }
 
     /// Enters a data frame whose header passed [`Decoder::check`].
-    fn start_frame(&mut self, h: &FrameHeader, message_len: u64) {
-        self.remaining = h.payload_len;
+    fn start_frame(&mut self, h: &FrameHeader, message_len: u32) {
+        // Checked: payload_len <= message_len <= MAX_MESSAGE_SIZE.
+        self.remaining = h.payload_len as u32;
         self.message_len = message_len;
         self.key = h.mask.unwrap_or_default();
         self.mask_offset = 0;
@@ -300,7 +308,7 @@ impl Decoder {
     fn payload<'a>(&mut self, buf: &'a mut [u8], start: usize) -> Result<Decoded<'a>, ProtoError> {
         let available = &mut buf[start..];
         // At most `available.len()`, so the cast is lossless.
-        let n = self.remaining.min(available.len() as u64) as usize;
+        let n = (self.remaining as usize).min(available.len());
         if n == 0 && self.remaining > 0 {
             return Ok(match start {
                 0 => Decoded::NeedMore,
@@ -312,7 +320,7 @@ impl Decoder {
             apply_mask(data, self.key, usize::from(self.mask_offset));
             self.mask_offset = ((usize::from(self.mask_offset) + n) % 4) as u8;
         }
-        self.remaining -= n as u64;
+        self.remaining -= n as u32;
         let flags = self.flags;
         let fin = self.remaining == 0 && flags & FIN != 0;
         let (text, compressed) = (flags & TEXT != 0, flags & COMPRESSED != 0);
@@ -969,6 +977,15 @@ mod tests {
 
     #[test]
     fn decoder_is_small() {
-        assert!(std::mem::size_of::<Decoder>() <= 32, "{}", std::mem::size_of::<Decoder>());
+        assert!(std::mem::size_of::<Decoder>() <= 20, "{}", std::mem::size_of::<Decoder>());
+    }
+
+    #[test]
+    fn messages_past_4_gib_are_too_big_whatever_the_config() {
+        let cfg = DecoderConfig { max_message_size: usize::MAX, ..DecoderConfig::default() };
+        let mut d = Decoder::new();
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, false, OpCode::Binary, 1 << 32, Some([1, 2, 3, 4]));
+        assert_eq!(d.decode(&mut h[..n], &cfg), Err(ProtoError::MessageTooBig));
     }
 }
