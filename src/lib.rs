@@ -6,9 +6,11 @@ mod message;
 pub mod proto;
 mod reactor;
 mod server;
+mod stats;
 
 pub use handler::{Accept, ConnId, Ctx, Handler, Reject, SendStatus};
 pub use message::{Frame, Message};
 pub use proto::CloseCode;
 pub use proto::handshake::Request;
 pub use server::{Builder, NoHandler, Running, Server, ServerHandle};
+pub use stats::Stats;

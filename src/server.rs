@@ -11,6 +11,7 @@ use crate::handler::Handler;
 use crate::message::Frame;
 use crate::reactor::inbox::{Command, Inbox};
 use crate::reactor::{self, Reactor};
+use crate::stats::{Counters, Stats};
 
 /// Settings shared by every reactor.
 #[derive(Debug, Clone)]
@@ -22,8 +23,35 @@ pub(crate) struct Config {
     pub(crate) max_head_size: usize,
     pub(crate) max_backpressure: usize,
     pub(crate) max_connections: usize,
-    pub(crate) close_timeout: Duration,
     pub(crate) read_buffer_size: usize,
+    pub(crate) timeouts: Timeouts,
+}
+
+/// The connection timeouts; `Duration::ZERO` turns one off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Granularity of every timeout.
+    pub(crate) tick: Duration,
+    pub(crate) handshake: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) pong: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) close: Duration,
+    pub(crate) write_stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tick: Duration::from_millis(100),
+            handshake: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            pong: Duration::from_secs(10),
+            idle: Duration::ZERO,
+            close: Duration::from_secs(5),
+            write_stall: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,8 +64,8 @@ impl Default for Config {
             max_head_size: 8 << 10,
             max_backpressure: 1 << 20,
             max_connections: usize::MAX,
-            close_timeout: Duration::from_secs(5),
             read_buffer_size: 256 << 10,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -137,9 +165,53 @@ impl<F> Builder<F> {
         self
     }
 
-    /// How long to wait for the peer after we close (default 5 s).
+    /// How long a new connection may take to send its upgrade request
+    /// (default 10 s); slower ones (e.g. slowloris) are dropped.
+    /// `Duration::ZERO` turns the timeout off.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.handshake = d;
+        self
+    }
+
+    /// After this long without receiving anything (default 30 s) the server
+    /// pings the connection; see [`Builder::pong_timeout`]. `ZERO`: no pings.
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.ping_interval = d;
+        self
+    }
+
+    /// How long a pinged connection may stay silent before it is dropped as
+    /// dead (default 10 s). Anything received counts as an answer.
+    pub fn pong_timeout(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.pong = d;
+        self
+    }
+
+    /// Close (1001, "idle timeout") a connection after this long without a
+    /// data message in either direction (default: off). Pings do not count.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.idle = d;
+        self
+    }
+
+    /// How long to wait for the peer to finish the close handshake after we
+    /// close, or after an HTTP refusal (default 5 s).
     pub fn close_timeout(mut self, d: Duration) -> Self {
-        self.cfg.close_timeout = d;
+        self.cfg.timeouts.close = d;
+        self
+    }
+
+    /// Drop a connection whose queued output makes no progress at all for
+    /// this long (default 30 s).
+    pub fn write_stall_timeout(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.write_stall = d;
+        self
+    }
+
+    /// The granularity of every timeout (default 100 ms); timeouts fire up
+    /// to one tick late, never early.
+    pub fn timer_tick(mut self, d: Duration) -> Self {
+        self.cfg.timeouts.tick = d.max(Duration::from_millis(1));
         self
     }
 
@@ -172,6 +244,7 @@ where
             parts.push(reactor::Parts { poll, listener, inbox });
         }
         let shared = Arc::new(Shared {
+            counters: (0..cfg.reactors).map(|_| Arc::default()).collect(),
             inboxes,
             open: AtomicUsize::new(0),
             max_connections: cfg.max_connections,
@@ -310,6 +383,8 @@ impl Running {
 
 pub(crate) struct Shared {
     pub(crate) inboxes: Vec<Arc<Inbox>>,
+    /// One set per reactor, each on its own cache line.
+    pub(crate) counters: Vec<Arc<Counters>>,
     open: AtomicUsize,
     max_connections: usize,
 }
@@ -365,6 +440,11 @@ impl ServerHandle {
     /// How many WebSocket connections are open across all reactors.
     pub fn connections(&self) -> usize {
         self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// The server's counters, summed over its reactors.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(self.shared.counters.iter().map(|c| &**c))
     }
 
     /// How many reactors the server runs.

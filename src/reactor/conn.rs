@@ -51,6 +51,27 @@ pub(crate) const DISCARD: u16 = 1 << 7;
 /// The carry holds input set aside while reading was paused: process it
 /// even if the socket has nothing new.
 pub(crate) const PENDING_INPUT: u16 = 1 << 8;
+/// We pinged the connection and have received nothing since.
+pub(crate) const PING_OUT: u16 = 1 << 9;
+
+/// `timer_due` when the connection has no entry in the timer wheel.
+pub(crate) const NO_TIMER: u32 = u32::MAX;
+
+/// Whether tick `a` comes before tick `b` (wrap-around safe).
+pub(crate) fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// The timeouts in ticks of the reactor's wheel (0: off).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ticks {
+    pub(crate) handshake: u32,
+    pub(crate) ping: u32,
+    pub(crate) pong: u32,
+    pub(crate) idle: u32,
+    pub(crate) close: u32,
+    pub(crate) write_stall: u32,
+}
 
 /// Buffers a connection holds only while it needs them.
 #[derive(Default)]
@@ -62,6 +83,8 @@ pub(crate) struct Bufs {
     pub(crate) message: Vec<u8>,
     /// Output waiting for the socket.
     pub(crate) out: OutQueue,
+    /// The tick of the last write that made progress (for the write-stall timeout).
+    pub(crate) last_progress: u32,
 }
 
 impl Bufs {
@@ -85,19 +108,29 @@ pub(crate) struct Conn<C> {
     pub(crate) flags: u16,
     /// The code we closed with (reported by `on_close`).
     pub(crate) close_code: u16,
+    /// The tick at which this connection's timer wheel entry is due.
+    pub(crate) timer_due: u32,
+    /// The tick of the last bytes received (proof of life for pings).
+    pub(crate) last_read: u32,
+    /// While handshaking, the tick of the accept; while open, of the last
+    /// data message either way; while closing, of when the close began.
+    pub(crate) last_msg: u32,
     pub(crate) decoder: Decoder,
     pub(crate) bufs: Option<Box<Bufs>>,
     pub(crate) data: C,
 }
 
 impl<C: Default> Conn<C> {
-    pub(crate) fn new(stream: TcpStream, generation: u32) -> Self {
+    pub(crate) fn new(stream: TcpStream, generation: u32, tick: u32) -> Self {
         Conn {
             stream,
             generation,
             state: State::Handshake,
             flags: 0,
             close_code: 0,
+            timer_due: NO_TIMER,
+            last_read: tick,
+            last_msg: tick,
             decoder: Decoder::new(),
             bufs: None,
             data: C::default(),
@@ -112,6 +145,35 @@ impl<C> Conn<C> {
 
     pub(crate) fn is_open(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// The tick of this connection's next deadline, if any.
+    pub(crate) fn next_deadline(&self, t: &Ticks) -> Option<u32> {
+        let mut due: Option<u32> = None;
+        let mut consider = |timeout: u32, from: u32| {
+            if timeout > 0 {
+                let at = from.wrapping_add(timeout);
+                due = Some(due.map_or(at, |d| if before(d, at) { d } else { at }));
+            }
+        };
+        match self.state {
+            State::Handshake => consider(t.handshake, self.last_msg),
+            State::Open => {
+                if self.has(PING_OUT) {
+                    consider(t.pong, self.last_read.wrapping_add(t.ping));
+                } else {
+                    consider(t.ping, self.last_read);
+                }
+                consider(t.idle, self.last_msg);
+                if self.has(WRITE_BLOCKED) {
+                    if let Some(b) = &self.bufs {
+                        consider(t.write_stall, b.last_progress);
+                    }
+                }
+            }
+            State::Closing | State::Draining => consider(t.close, self.last_msg),
+        }
+        due
     }
 
     /// Bytes queued and not yet written.
@@ -160,17 +222,19 @@ impl<C> Conn<C> {
         let payload = msg.as_bytes();
         let len = frame_len(payload.len());
         if !self.is_open() || !self.admits(env, len) {
-            return SendStatus::Dropped;
+            return env.dropped();
         }
         self.push_frame(env, msg.opcode(), payload, len);
+        self.last_msg = env.tick;
         self.status()
     }
 
     pub(crate) fn send_shared(&mut self, env: &mut Env, frame: &Arc<[u8]>) -> SendStatus {
         if !self.is_open() || !self.admits(env, frame.len()) {
-            return SendStatus::Dropped;
+            return env.dropped();
         }
         self.bufs_mut(env).out.push_shared(Arc::clone(frame));
+        self.last_msg = env.tick;
         self.status()
     }
 
@@ -209,7 +273,8 @@ impl<C> Conn<C> {
         self.send_control(env, OpCode::Close, &payload[..n]);
         self.state = State::Closing;
         self.close_code = code.0;
-        env.arm_close_timeout(slot, self.generation);
+        self.last_msg = env.tick;
+        env.schedule(slot, self);
     }
 }
 
@@ -234,6 +299,15 @@ mod tests {
         let limit = if cfg!(debug_assertions) { 72 } else { 64 };
         println!("size_of::<Conn<()>>() = {size}");
         assert!(size <= limit, "Conn<()> grew to {size} bytes");
+    }
+
+    #[test]
+    fn tick_order_survives_wrap_around() {
+        assert!(before(1, 2));
+        assert!(!before(2, 1));
+        assert!(!before(5, 5));
+        assert!(before(u32::MAX - 1, 3));
+        assert!(!before(3, u32::MAX - 1));
     }
 
     #[test]

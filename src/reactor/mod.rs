@@ -15,7 +15,6 @@ pub(crate) mod listener;
 mod outq;
 pub(crate) mod timer;
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::Arc;
@@ -28,22 +27,26 @@ use slab::Slab;
 use self::buf::Pool;
 pub(crate) use self::conn::Conn;
 use self::conn::{
-    AGAIN, Bufs, DIRTY, DISCARD, NOTIFIED, OPENED, PENDING_INPUT, READ_PAUSED, SHUT_WR, State,
-    WRITE_BLOCKED,
+    AGAIN, Bufs, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT, READ_PAUSED,
+    SHUT_WR, State, Ticks, WRITE_BLOCKED, before,
 };
 use self::inbox::{Command, Inbox};
-use crate::handler::{Accept, Ctx, Handler, Reject};
+use self::timer::Wheel;
+use crate::handler::{Accept, Ctx, Handler, Reject, SendStatus};
 use crate::message::{Frame, Message};
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, Request};
 use crate::proto::{CloseCode, Decoded, DecoderConfig, Event, ProtoError};
 use crate::server::{Config, ServerHandle};
+use crate::stats::{Counter, Counters};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 
 /// How many bytes one connection may read per loop turn before the others get a go.
 const READ_BUDGET_READS: usize = 4;
+/// Slots in the timer wheel: with 100 ms ticks, one turn of the wheel is 102 s.
+const WHEEL_SLOTS: usize = 1024;
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -63,9 +66,13 @@ pub(crate) struct Env {
     pub(crate) bufs: Pool<Box<Bufs>>,
     pub(crate) chunks: Pool<Vec<u8>>,
     decoder: DecoderConfig,
-    now: Instant,
-    /// Close timeouts, in deadline order (they all have the same length).
-    closing: VecDeque<(Instant, usize, u32)>,
+    pub(crate) counters: Arc<Counters>,
+    /// Timeouts: one entry per connection at most, re-armed lazily.
+    wheel: Wheel,
+    /// The timeouts in ticks.
+    ticks: Ticks,
+    /// The current tick of the wheel (a cheap clock for stamps).
+    pub(crate) tick: u32,
     /// Frames broadcast by this reactor's handlers this turn.
     local_broadcasts: Vec<Arc<[u8]>>,
     /// Scratch space for HTTP responses.
@@ -77,8 +84,21 @@ impl Env {
         self.local_broadcasts.push(Arc::clone(frame.shared()));
     }
 
-    pub(crate) fn arm_close_timeout(&mut self, slot: usize, generation: u32) {
-        self.closing.push_back((self.now + self.cfg.close_timeout, slot, generation));
+    /// Makes sure the wheel holds an entry for the connection's next
+    /// deadline. A later deadline needs no new entry: the earlier one fires,
+    /// finds nothing due, and re-arms.
+    pub(crate) fn schedule<C>(&mut self, slot: usize, conn: &mut Conn<C>) {
+        let Some(due) = conn.next_deadline(&self.ticks) else { return };
+        if conn.timer_due == NO_TIMER || before(due, conn.timer_due) {
+            conn.timer_due = due;
+            self.wheel.arm(slot as u32, conn.generation, due);
+        }
+    }
+
+    /// Counts a refused send.
+    pub(crate) fn dropped(&self) -> SendStatus {
+        self.counters.inc(Counter::SendsDropped);
+        SendStatus::Dropped
     }
 }
 
@@ -98,6 +118,8 @@ pub(crate) struct Reactor<H: Handler> {
     /// Broadcast frames that arrived through the inbox this turn.
     remote_broadcasts: Vec<Arc<[u8]>>,
     commands: Vec<Command>,
+    /// Timer entries that came due this turn.
+    fired: Vec<timer::Entry>,
     next_generation: u32,
     shutdown_at: Option<Instant>,
     accept_paused_until: Option<Instant>,
@@ -114,6 +136,24 @@ impl<H: Handler> Reactor<H> {
         let rbuf = vec![0u8; cfg.read_buffer_size].into_boxed_slice();
         let decoder =
             DecoderConfig { max_message_size: cfg.max_message_size, ..DecoderConfig::default() };
+        let t = cfg.timeouts;
+        let in_ticks = |d: Duration| -> u32 {
+            if d.is_zero() {
+                return 0;
+            }
+            let n = d.as_nanos().div_ceil(t.tick.as_nanos()).max(1);
+            // Keep far below the wrap-around horizon of tick arithmetic.
+            u32::try_from(n).unwrap_or(u32::MAX).min(u32::MAX / 4)
+        };
+        let ticks = Ticks {
+            handshake: in_ticks(t.handshake),
+            ping: in_ticks(t.ping_interval),
+            pong: in_ticks(t.pong),
+            idle: in_ticks(t.idle),
+            close: in_ticks(t.close),
+            write_stall: in_ticks(t.write_stall),
+        };
+        let counters = Arc::clone(&handle.shared.counters[id]);
         Reactor {
             poll: parts.poll,
             listener: Some(parts.listener),
@@ -127,8 +167,10 @@ impl<H: Handler> Reactor<H> {
                 bufs: Pool::new(1024),
                 chunks: Pool::new(256),
                 decoder,
-                now: Instant::now(),
-                closing: VecDeque::new(),
+                counters,
+                wheel: Wheel::new(t.tick, WHEEL_SLOTS, Instant::now()),
+                ticks,
+                tick: 0,
                 local_broadcasts: Vec::new(),
                 scratch: Vec::new(),
             },
@@ -137,6 +179,7 @@ impl<H: Handler> Reactor<H> {
             dirty: Vec::new(),
             remote_broadcasts: Vec::new(),
             commands: Vec::new(),
+            fired: Vec::new(),
             next_generation: 0,
             shutdown_at: None,
             accept_paused_until: None,
@@ -157,7 +200,9 @@ impl<H: Handler> Reactor<H> {
                 }
                 return Err(e);
             }
-            self.env.now = Instant::now();
+            let now = Instant::now();
+            self.env.wheel.advance(now, &mut self.fired);
+            self.env.tick = self.env.wheel.now_tick();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -172,8 +217,8 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            self.turn_end();
-            if self.finished() {
+            self.turn_end(now);
+            if self.finished(now) {
                 self.drop_all();
                 return Ok(());
             }
@@ -182,7 +227,12 @@ impl<H: Handler> Reactor<H> {
 
     /// The work after the events of a turn: leftover reads, broadcasts,
     /// flushes, timeouts.
-    fn turn_end(&mut self) {
+    fn turn_end(&mut self, now: Instant) {
+        let mut fired = std::mem::take(&mut self.fired);
+        for entry in fired.drain(..) {
+            self.on_timer(entry);
+        }
+        self.fired = fired;
         let mut again = std::mem::take(&mut self.again);
         for slot in again.drain(..) {
             if let Some(c) = self.conns.get_mut(slot) {
@@ -193,7 +243,7 @@ impl<H: Handler> Reactor<H> {
         if self.again.is_empty() {
             self.again = again; // keep the allocation
         }
-        if self.accept_paused_until.is_some_and(|t| t <= self.env.now) {
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
             self.accept();
         }
@@ -205,7 +255,6 @@ impl<H: Handler> Reactor<H> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        self.expire_closing();
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -213,15 +262,15 @@ impl<H: Handler> Reactor<H> {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [self.env.closing.front().map(|c| c.0), self.shutdown_at, self.accept_paused_until]
+        [self.env.wheel.next_wakeup(), self.shutdown_at, self.accept_paused_until]
             .into_iter()
             .flatten()
             .min()
             .map(|t| t.saturating_duration_since(now))
     }
 
-    fn finished(&self) -> bool {
-        self.shutdown_at.is_some_and(|t| self.conns.is_empty() || t <= self.env.now)
+    fn finished(&self, now: Instant) -> bool {
+        self.shutdown_at.is_some_and(|t| self.conns.is_empty() || t <= now)
     }
 
     fn mark_dirty(&mut self, slot: usize) {
@@ -252,12 +301,14 @@ impl<H: Handler> Reactor<H> {
                         continue;
                     }
                     self.next_generation = self.next_generation.wrapping_add(1);
-                    entry.insert(Conn::new(stream, self.next_generation));
+                    let conn = entry.insert(Conn::new(stream, self.next_generation, self.env.tick));
+                    self.env.schedule(token.0, conn);
+                    self.env.counters.inc(Counter::Accepted);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_out_of_fds(&e) => {
                     log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(self.env.now + ACCEPT_BACKOFF);
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
                 Err(e) => log::debug!("accept: {e}"),
@@ -317,7 +368,11 @@ impl<H: Handler> Reactor<H> {
             } else {
                 match conn.stream.read(&mut self.rbuf[carry_len..]) {
                     Ok(0) => (0, true),
-                    Ok(n) => (n, false),
+                    Ok(n) => {
+                        conn.last_read = self.env.tick;
+                        conn.flags &= !PING_OUT;
+                        (n, false)
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if !conn.has(PENDING_INPUT) {
                             break;
@@ -421,10 +476,17 @@ impl<H: Handler> Reactor<H> {
     fn flush(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         conn.flags &= !DIRTY;
+        let was_blocked = conn.has(WRITE_BLOCKED);
         let drained = match conn.bufs.as_mut() {
             Some(b) if !b.out.is_empty() => {
+                let before = b.out.queued();
                 match b.out.flush(&mut conn.stream, &mut self.env.chunks) {
-                    Ok(drained) => drained,
+                    Ok(drained) => {
+                        if b.out.queued() < before || !was_blocked {
+                            b.last_progress = self.env.tick;
+                        }
+                        drained
+                    }
                     Err(e) => {
                         log::debug!("write: {e}");
                         self.remove(slot);
@@ -436,7 +498,10 @@ impl<H: Handler> Reactor<H> {
         };
         if !drained {
             conn.flags |= WRITE_BLOCKED;
-        } else if conn.has(WRITE_BLOCKED) {
+            if !was_blocked {
+                self.env.schedule(slot, conn);
+            }
+        } else if was_blocked {
             conn.flags &= !WRITE_BLOCKED;
             if conn.state == State::Open {
                 let mut cx = Ctx::new(conn, &mut self.env, slot);
@@ -470,19 +535,68 @@ impl<H: Handler> Reactor<H> {
         conn.release_if_idle(&mut self.env);
     }
 
-    fn expire_closing(&mut self) {
-        while let Some(&(deadline, slot, generation)) = self.env.closing.front() {
-            if deadline > self.env.now {
-                break;
-            }
-            self.env.closing.pop_front();
-            let expired = self.conns.get(slot).is_some_and(|c| {
-                c.generation == generation && matches!(c.state, State::Closing | State::Draining)
-            });
-            if expired {
-                log::debug!("connection {slot}: close timeout");
+    /// A timer entry came due: act on whichever of the connection's
+    /// deadlines has passed, then arm the next one.
+    fn on_timer(&mut self, entry: timer::Entry) {
+        let slot = entry.key as usize;
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        if conn.generation != entry.generation || conn.timer_due != entry.due {
+            return; // cancelled or re-armed since
+        }
+        conn.timer_due = NO_TIMER;
+        let t = self.env.ticks;
+        let now = self.env.tick;
+        let elapsed = |since: u32| now.wrapping_sub(since);
+        match conn.state {
+            State::Handshake if elapsed(conn.last_msg) >= t.handshake => {
+                log::debug!("{}: handshake timeout", peer(conn));
+                self.env.counters.inc(Counter::HandshakeTimeouts);
                 self.remove(slot);
+                return;
             }
+            State::Closing | State::Draining if elapsed(conn.last_msg) >= t.close => {
+                log::debug!("{}: close timeout", peer(conn));
+                self.env.counters.inc(Counter::CloseTimeouts);
+                self.remove(slot);
+                return;
+            }
+            State::Open => {
+                let stalled = conn.has(WRITE_BLOCKED)
+                    && t.write_stall > 0
+                    && conn
+                        .bufs
+                        .as_ref()
+                        .is_some_and(|b| elapsed(b.last_progress) >= t.write_stall);
+                if stalled {
+                    log::info!("{}: output stalled; dropping the connection", peer(conn));
+                    self.env.counters.inc(Counter::WriteStalls);
+                    self.remove(slot);
+                    return;
+                }
+                if conn.has(PING_OUT) && elapsed(conn.last_read) >= t.ping + t.pong {
+                    log::debug!("{}: no answer to a ping; dropping the connection", peer(conn));
+                    self.env.counters.inc(Counter::PongTimeouts);
+                    self.remove(slot);
+                    return;
+                }
+                if t.idle > 0 && elapsed(conn.last_msg) >= t.idle {
+                    self.env.counters.inc(Counter::IdleTimeouts);
+                    conn.begin_close(&mut self.env, slot, CloseCode::GOING_AWAY, "idle timeout");
+                    self.settle(slot);
+                    self.mark_dirty(slot);
+                    return;
+                }
+                if t.ping > 0 && !conn.has(PING_OUT) && elapsed(conn.last_read) >= t.ping {
+                    conn.send_control(&mut self.env, OpCode::Ping, b"");
+                    conn.flags |= PING_OUT;
+                    self.env.counters.inc(Counter::PingsSent);
+                    self.mark_dirty(slot);
+                }
+            }
+            State::Handshake | State::Closing | State::Draining => {}
+        }
+        if let Some(conn) = self.conns.get_mut(slot) {
+            self.env.schedule(slot, conn);
         }
     }
 
@@ -669,6 +783,9 @@ fn upgrade<H: Handler>(
     conn.data = accept.data;
     conn.state = State::Open;
     conn.flags |= OPENED;
+    conn.last_msg = env.tick;
+    env.counters.inc(Counter::Upgraded);
+    env.schedule(slot, conn);
     let mut cx = Ctx::new(conn, env, slot);
     handler.on_open(&mut cx);
 }
@@ -692,7 +809,9 @@ fn refuse<C>(conn: &mut Conn<C>, env: &mut Env, slot: usize) {
     env.scratch = response;
     conn.state = State::Closing;
     conn.flags |= DISCARD;
-    env.arm_close_timeout(slot, conn.generation);
+    conn.last_msg = env.tick;
+    env.counters.inc(Counter::Rejected);
+    env.schedule(slot, conn);
 }
 
 /// Fails the connection: close with the RFC's code and ignore further input.
@@ -705,6 +824,7 @@ fn fail<H: Handler>(
 ) {
     let code = e.close_code();
     log::info!("{}: {e}; closing with {}", peer(conn), code.0);
+    env.counters.inc(Counter::ProtocolErrors);
     if let Some(b) = conn.bufs.as_mut() {
         b.message.clear();
     }
@@ -767,6 +887,8 @@ fn on_event<H: Handler>(
                     if code == CloseCode::NO_STATUS { &[][..] } else { &code.0.to_be_bytes()[..] };
                 conn.send_control(env, OpCode::Close, echo);
                 conn.state = State::Draining;
+                conn.last_msg = env.tick;
+                env.schedule(slot, conn);
                 notify_close(conn, env, handler, slot, code, reason);
             }
             State::Closing => conn.state = State::Draining,
@@ -785,6 +907,8 @@ fn deliver<H: Handler>(
     if conn.state != State::Open {
         return;
     }
+    conn.last_msg = env.tick;
+    env.counters.inc(Counter::MessagesReceived);
     let mut cx = Ctx::new(conn, env, slot);
     handler.on_message(&mut cx, msg);
 }
