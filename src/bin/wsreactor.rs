@@ -52,6 +52,24 @@ struct Opts {
     /// Seconds to wait for close handshakes on SIGINT/SIGTERM before exiting.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     shutdown_timeout: f64,
+    /// Seconds a new connection may take to send its upgrade request (0: off).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    handshake_timeout: f64,
+    /// Ping a connection after this many seconds without receiving anything (0: no pings).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    ping_interval: f64,
+    /// Seconds a pinged connection may stay silent before it is dropped as dead.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pong_timeout: f64,
+    /// Close (1001) a connection after this many seconds without a message either way (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
+    idle_timeout: f64,
+    /// Seconds to wait for the peer to finish a close handshake we started.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    close_timeout: f64,
+    /// Drop a connection whose output makes no progress for this many seconds (0: off).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    write_stall_timeout: f64,
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     log: String,
@@ -72,7 +90,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
         _ => Err(format!("not a number of seconds: {s:?}")),
     }
 }
@@ -119,6 +137,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
 fn serve<H: Handler>(
     name: &str,
     opts: &Opts,
@@ -129,7 +151,13 @@ fn serve<H: Handler>(
         .map_err(|e| format!("bad --bind {:?}: {e}", opts.bind))?
         .max_message_size(opts.max_message_size)
         .max_backpressure(opts.max_backpressure)
-        .backlog(opts.backlog);
+        .backlog(opts.backlog)
+        .handshake_timeout(secs(opts.handshake_timeout))
+        .ping_interval(secs(opts.ping_interval))
+        .pong_timeout(secs(opts.pong_timeout))
+        .idle_timeout(secs(opts.idle_timeout))
+        .close_timeout(secs(opts.close_timeout))
+        .write_stall_timeout(secs(opts.write_stall_timeout));
     if let Some(n) = opts.reactors {
         builder = builder.reactors(n);
     }
@@ -141,7 +169,7 @@ fn serve<H: Handler>(
         .build()
         .map_err(|e| format!("cannot listen on {}: {e}", opts.bind))?;
     let handle = server.handle();
-    let grace = Duration::from_secs_f64(opts.shutdown_timeout);
+    let grace = secs(opts.shutdown_timeout);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::spawn(move || {
@@ -163,5 +191,8 @@ fn serve<H: Handler>(
         opts.max_message_size
     );
     let _ = std::io::stdout().flush();
-    server.run().map_err(|e| format!("server error: {e}"))
+    let stats_handle = server.handle();
+    let result = server.run().map_err(|e| format!("server error: {e}"));
+    log::info!("{:?}", stats_handle.stats());
+    result
 }
