@@ -1,0 +1,152 @@
+//! The `wsreactor` binary: startup line, errors, modes, signals.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{RawClient, masked};
+
+/// Runs the binary on a free port and waits for its startup line.
+struct Cli {
+    child: Child,
+    addr: SocketAddr,
+    line: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cli {
+    fn start(args: &[&str]) -> Cli {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
+            .args(args)
+            .args(["--bind", &bind, "--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Cli { child, addr: bind.parse().unwrap(), line }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0);
+    }
+
+    fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn echo_prints_its_address_and_echoes() {
+    let cli = Cli::start(&["echo", "--reactors", "2"]);
+    assert!(cli.line.contains(&format!("ws://{}", cli.addr)), "{}", cli.line);
+    assert!(cli.line.contains("echo") && cli.line.contains("2 reactor"), "{}", cli.line);
+    let mut c = RawClient::connect(cli.addr);
+    c.send(&masked(true, 1, b"hello"));
+    assert_eq!(c.read_frame().unwrap().payload, b"hello");
+}
+
+#[test]
+fn sigterm_closes_connections_with_1001_and_exits() {
+    let mut cli = Cli::start(&["echo", "--shutdown-timeout", "5"]);
+    let mut clients: Vec<RawClient> = (0..4).map(|_| RawClient::connect(cli.addr)).collect();
+    cli.signal(libc::SIGTERM);
+    for c in &mut clients {
+        assert_eq!(c.expect_close(), Some(1001));
+        c.send(&masked(true, 8, &1001u16.to_be_bytes()));
+    }
+    let status = cli.wait(Duration::from_secs(5)).expect("did not exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigint_exits_at_the_deadline_when_clients_do_not_answer() {
+    let mut cli = Cli::start(&["echo", "--shutdown-timeout", "0.3"]);
+    let mut silent = RawClient::connect(cli.addr);
+    cli.signal(libc::SIGINT);
+    assert_eq!(silent.expect_close(), Some(1001));
+    assert!(cli.wait(Duration::from_secs(3)).is_some_and(|s| s.success()));
+}
+
+#[test]
+fn broadcast_mode_sends_to_everyone_including_the_sender() {
+    let cli = Cli::start(&["broadcast", "--reactors", "2"]);
+    let mut clients: Vec<RawClient> = (0..6).map(|_| RawClient::connect(cli.addr)).collect();
+    clients[2].send(&masked(true, 2, b"tick"));
+    for c in &mut clients {
+        assert_eq!(c.read_frame().unwrap().payload, b"tick");
+    }
+}
+
+#[test]
+fn max_connections_and_max_message_size_flags() {
+    let cli = Cli::start(&["echo", "--max-connections", "1", "--max-message-size", "1K"]);
+    let mut a = RawClient::connect(cli.addr);
+    let mut b = RawClient::connect_tcp(cli.addr);
+    b.send(support::upgrade_request(cli.addr, "").as_bytes());
+    assert!(b.read_http_head().starts_with("HTTP/1.1 503"));
+    a.send(&masked(true, 2, &[0; 1025]));
+    assert_eq!(a.expect_close(), Some(1009));
+}
+
+fn run_to_end(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsreactor")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run_to_end(&["echo", "--bind", &addr]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_second_wsreactor_on_the_same_port_is_refused() {
+    let first = Cli::start(&["echo"]);
+    let (code, err) = run_to_end(&["echo", "--bind", &first.addr.to_string()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.to_lowercase().contains("in use"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    for args in [
+        &["echo", "--reactors", "many"][..],
+        &["echo", "--max-message-size", "12Q"],
+        &["echo", "--bind", "not an address"],
+        &["serve"],
+    ] {
+        let (code, err) = run_to_end(args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(!err.is_empty() && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
