@@ -1,7 +1,7 @@
 //! Interoperability with WebSocket clients that nobody here wrote: Python `websockets` (PyPI)
 //! and Node `ws` (npm), pinned in `tests/interop/`.
 //!
-//! Each test starts the contract server of `tests/common/mod.rs` and runs one client script
+//! Each test starts the contract server of `tests/support/mod.rs` ([`support::Echo`]) and runs one client script
 //! against it; the script prints `ok NAME` / `FAIL NAME: why` per check and exits non-zero if
 //! any failed. The clients are installed by `tools/test.sh`, which exports:
 //! - `WSREACTOR_PYTHON`: a Python with the pinned `websockets` (default:
@@ -11,7 +11,7 @@
 //!
 //! A missing interpreter or package fails the test (never skips it): run `tools/test.sh`.
 
-mod common;
+mod support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,13 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{InteropServer, PROTOCOLS};
+use support::{Echo, PROTOCOLS, TestServer};
 use wsreactor::{Accept, Ctx, Handler, Message, Reject, Request, Running, Server};
+
+/// The contract server, with room for a 16 MiB echo plus what a pipelining client queues behind it.
+fn interop_server() -> TestServer {
+    TestServer::start(|b| b.max_message_size(16 << 20).max_backpressure(64 << 20), |_| Echo)
+}
 
 /// A whole script run; the scripts bound each check themselves, this bounds a hang.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -182,18 +187,18 @@ fn assert_passed(outcome: &Outcome, what: &str) {
 #[test]
 fn python_websockets_client() {
     let python = python();
-    let server = InteropServer::start();
+    let server = interop_server();
     let outcome = run_script(python_command(&python, &server.url()));
-    server.shutdown();
+    server.shutdown(Duration::from_secs(2)).expect("shut the interop server down");
     assert_passed(&outcome, "tests/interop/py_client.py (Python websockets)");
 }
 
 #[test]
 fn node_ws_client() {
     let (node, modules) = node();
-    let server = InteropServer::start();
+    let server = interop_server();
     let outcome = run_script(node_command(&node, &modules, &server.url()));
-    server.shutdown();
+    server.shutdown(Duration::from_secs(2)).expect("shut the interop server down");
     assert_passed(&outcome, "tests/interop/node_client.mjs (Node ws)");
 }
 

@@ -5,7 +5,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use wsreactor::{Handler, Running, Server};
+use wsreactor::{
+    Accept, CloseCode, Ctx, Handler, Message, Reject, Request, Running, SendStatus, Server,
+};
 
 /// A running server on an ephemeral loopback port, shut down on drop.
 pub struct TestServer {
@@ -27,6 +29,11 @@ impl TestServer {
         TestServer { addr, handle, running: Some(running) }
     }
 
+    /// The base URL for client scripts, `ws://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
     pub fn shutdown(mut self, grace: Duration) -> io::Result<()> {
         self.running.take().map_or(Ok(()), |r| r.shutdown(grace))
     }
@@ -40,21 +47,41 @@ impl Drop for TestServer {
     }
 }
 
-/// Echoes every message; `close:<code>:<reason>` closes instead.
+/// The subprotocols the test server supports.
+pub const PROTOCOLS: [&str; 2] = ["chat.v1", "chat.v2"];
+
+/// The test contract, which the interop client scripts in `tests/interop/` check line by line:
+/// - echo every message with the same opcode (pings, pongs and close echoes are the library's);
+/// - subprotocols `chat.v1` and `chat.v2`: the first one the client offers is selected;
+/// - a text message `close:<code>:<reason>` makes the server close with that code and reason;
+/// - path `/reject` is refused with HTTP 403.
 pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
 
-    fn on_message(&mut self, cx: &mut wsreactor::Ctx<'_, ()>, msg: wsreactor::Message<'_>) {
-        if let wsreactor::Message::Text(t) = msg {
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Result<Accept<()>, Reject> {
+        if req.path() == "/reject" {
+            return Err(Reject::new(403, "forbidden"));
+        }
+        Ok(Accept::new(()).protocol(req.protocols().find(|p| PROTOCOLS.contains(p))))
+    }
+
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        if let Message::Text(t) = msg {
             if let Some(rest) = t.strip_prefix("close:") {
                 let (code, reason) = rest.split_once(':').unwrap_or((rest, ""));
-                cx.close(wsreactor::CloseCode(code.parse().unwrap_or(1000)), reason);
+                match code.parse() {
+                    Ok(code) => cx.close(CloseCode(code), reason),
+                    Err(_) => cx.close(CloseCode(1011), "bad close command"),
+                }
                 return;
             }
         }
-        let _ = cx.send(msg);
+        // A dropped echo would show up in a client as a time-out; make it a visible close.
+        if cx.send(msg) == SendStatus::Dropped {
+            cx.close(CloseCode(1011), "echo dropped: output queue full");
+        }
     }
 }
 
