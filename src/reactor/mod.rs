@@ -164,7 +164,7 @@ impl<H: Handler> Reactor<H> {
                 reactor_id: id,
                 cfg,
                 handle,
-                bufs: Pool::new(1024),
+                bufs: Pool::new(256),
                 chunks: Pool::new(256),
                 decoder,
                 counters,

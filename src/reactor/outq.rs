@@ -15,6 +15,9 @@ use super::buf::{Pool, recycle};
 /// Owned frames are packed into one chunk up to this many bytes.
 const COALESCE_LIMIT: usize = 16 << 10;
 
+/// The smallest allocation for a new owned chunk.
+const MIN_CHUNK: usize = 256;
+
 /// The most chunks handed to one `writev` call.
 const MAX_IOV: usize = 64;
 
@@ -62,8 +65,10 @@ impl OutQueue {
         let fits_back = matches!(self.chunks.back(),
             Some(Chunk::Owned(v)) if v.len() + len <= COALESCE_LIMIT);
         if !fits_back {
+            // Start small (a pong must not pin 16 KiB on a blocked connection);
+            // appends grow the chunk by doubling, and pooled chunks keep theirs.
             let mut v = pool.take_or(Vec::new);
-            v.reserve(len.max(if len < COALESCE_LIMIT { COALESCE_LIMIT } else { 0 }));
+            v.reserve(len.max(MIN_CHUNK));
             self.chunks.push_back(Chunk::Owned(v));
         }
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else {
