@@ -15,7 +15,7 @@ pub(crate) mod listener;
 mod outq;
 pub(crate) mod timer;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,9 @@ use crate::stats::{Counter, Counters};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
+
+/// An empty ping from the server.
+const PING: [u8; 2] = [0x89, 0x00];
 
 /// How many bytes one connection may read per loop turn before the others get a go.
 const READ_BUDGET_READS: usize = 4;
@@ -117,6 +120,8 @@ pub(crate) struct Reactor<H: Handler> {
     dirty: Vec<usize>,
     /// Broadcast frames that arrived through the inbox this turn.
     remote_broadcasts: Vec<Arc<[u8]>>,
+    /// Scratch list of slots (reused to avoid an allocation per fan-out).
+    slots: Vec<usize>,
     commands: Vec<Command>,
     /// Timer entries that came due this turn.
     fired: Vec<timer::Entry>,
@@ -178,6 +183,7 @@ impl<H: Handler> Reactor<H> {
             again: Vec::new(),
             dirty: Vec::new(),
             remote_broadcasts: Vec::new(),
+            slots: Vec::new(),
             commands: Vec::new(),
             fired: Vec::new(),
             next_generation: 0,
@@ -370,7 +376,12 @@ impl<H: Handler> Reactor<H> {
                     Ok(0) => (0, true),
                     Ok(n) => {
                         conn.last_read = self.env.tick;
-                        conn.flags &= !PING_OUT;
+                        if conn.has(PING_OUT) {
+                            // Answered: the next ping is due a ping interval
+                            // from now, earlier than the pong deadline armed.
+                            conn.flags &= !PING_OUT;
+                            self.env.schedule(slot, conn);
+                        }
                         (n, false)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -453,18 +464,20 @@ impl<H: Handler> Reactor<H> {
             }
         }
         let remote = std::mem::take(&mut self.remote_broadcasts);
-        for (slot, conn) in self.conns.iter_mut() {
-            if conn.state != State::Open {
-                continue;
-            }
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.extend(self.conns.iter().filter(|(_, c)| c.state == State::Open).map(|(s, _)| s));
+        for &slot in &slots {
+            let Some(conn) = self.conns.get_mut(slot) else { continue };
             for frame in local.iter().chain(remote.iter()) {
                 let _ = conn.send_shared(&mut self.env, frame);
             }
-            if !conn.has(DIRTY) {
-                conn.flags |= DIRTY;
-                self.dirty.push(slot);
-            }
+            // Flush now rather than at the end of the turn, so the buffers go
+            // back to the pool one connection at a time: a broadcast to N
+            // connections never holds N buffer sets at once.
+            self.flush(slot);
         }
+        slots.clear();
+        self.slots = slots;
         // Keep the allocations for the next turn.
         let (mut local, mut remote) = (local, remote);
         local.clear();
@@ -587,10 +600,11 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
                 if t.ping > 0 && !conn.has(PING_OUT) && elapsed(conn.last_read) >= t.ping {
-                    conn.send_control(&mut self.env, OpCode::Ping, b"");
                     conn.flags |= PING_OUT;
                     self.env.counters.inc(Counter::PingsSent);
-                    self.mark_dirty(slot);
+                    if !self.write_now(slot, &PING) {
+                        return;
+                    }
                 }
             }
             State::Handshake | State::Closing | State::Draining => {}
@@ -598,6 +612,31 @@ impl<H: Handler> Reactor<H> {
         if let Some(conn) = self.conns.get_mut(slot) {
             self.env.schedule(slot, conn);
         }
+    }
+
+    /// Writes `bytes` at once when nothing else is queued, so that a burst of
+    /// pings to many idle connections allocates nothing; queues what the
+    /// socket does not take. False if the connection failed and is gone.
+    fn write_now(&mut self, slot: usize, bytes: &[u8]) -> bool {
+        let Some(conn) = self.conns.get_mut(slot) else { return false };
+        let written = if conn.queued() == 0 {
+            match conn.stream.write(bytes) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    log::debug!("write: {e}");
+                    self.remove(slot);
+                    return false;
+                }
+            }
+        } else {
+            0
+        };
+        if written < bytes.len() {
+            conn.send_raw(&mut self.env, &bytes[written..]);
+            self.mark_dirty(slot);
+        }
+        true
     }
 
     /// Ends a connection: `on_close` (1006) if it was never told, then the
