@@ -38,10 +38,7 @@ while (($#)); do
   --dry-run) dry_run=1 ;;
   --install-limits) install_limits=1 ;;
   --conf | --limits)
-    if (($# < 2)); then
-      echo "$(basename "$0"): $1 needs a file" >&2
-      exit 2
-    fi
+    (($# >= 2)) || usage_error "$1 needs a file"
     if [[ $1 == --conf ]]; then conf=$2; else limits=$2; fi
     shift
     ;;
@@ -49,11 +46,7 @@ while (($#)); do
     usage
     exit 0
     ;;
-  *)
-    echo "$(basename "$0"): unknown option: $1" >&2
-    usage >&2
-    exit 2
-    ;;
+  *) usage_error "unknown option: $1" ;;
   esac
   shift
 done

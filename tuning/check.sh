@@ -34,10 +34,7 @@ while (($#)); do
   case $1 in
   --strict) strict=1 ;;
   --pid | --conf | --limits)
-    if (($# < 2)); then
-      echo "$(basename "$0"): $1 needs a value" >&2
-      exit 2
-    fi
+    (($# >= 2)) || usage_error "$1 needs a value"
     case $1 in
     --pid) pid=$2 ;;
     --conf) conf=$2 ;;
@@ -49,11 +46,7 @@ while (($#)); do
     usage
     exit 0
     ;;
-  *)
-    echo "$(basename "$0"): unknown option: $1" >&2
-    usage >&2
-    exit 2
-    ;;
+  *) usage_error "unknown option: $1" ;;
   esac
   shift
 done

@@ -20,6 +20,14 @@ read_settings() {
   done <"$1"
 }
 
+# usage_error MESSAGE: says what is wrong with the command line, shows the calling script's
+# `usage`, and exits 2.
+usage_error() {
+  echo "$(basename "$0"): $1" >&2
+  usage >&2
+  exit 2
+}
+
 # proc_path KEY: the file under /proc/sys behind a sysctl key.
 proc_path() {
   printf '/proc/sys/%s' "${1//.//}"
