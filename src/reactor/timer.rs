@@ -96,6 +96,9 @@ pub(crate) struct Wheel {
     mask: usize,
     /// The last tick processed by `advance`, not wrapped.
     current: u64,
+    /// When tick `current + 1` starts (`None` past what `Instant` or 2^64
+    /// nanoseconds, 584 years, can represent: the wheel then stands still).
+    next_at: Option<Instant>,
     /// Entries held, stale ones included.
     len: usize,
 }
@@ -113,14 +116,17 @@ impl Wheel {
     pub(crate) fn new(tick: Duration, slots: usize, now: Instant) -> Self {
         let slots = slots.clamp(1, MAX_SLOTS).next_power_of_two();
         let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX).max(1);
-        Wheel {
+        let mut wheel = Wheel {
             start: now,
             tick_nanos,
             slots: (0..slots).map(|_| Vec::new()).collect(),
             mask: slots - 1,
             current: 0,
+            next_at: None,
             len: 0,
-        }
+        };
+        wheel.next_at = wheel.start_of(1);
+        wheel
     }
 
     /// The length of a tick.
@@ -148,9 +154,7 @@ impl Wheel {
     /// next tick), and one more than 2^31 - 1 ticks away gives the furthest
     /// tick the wrapping arithmetic can tell from the past.
     pub(crate) fn tick_at(&self, t: Instant) -> u32 {
-        let since = t.saturating_duration_since(self.start).as_nanos();
-        let ticks = since.div_ceil(u128::from(self.tick_nanos));
-        let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
+        let ticks = self.nanos_since(t).div_ceil(self.tick_nanos);
         let ticks = ticks.clamp(self.current, self.current.saturating_add(u64::from(MAX_AHEAD)));
         // Truncation is the wrap-around.
         ticks as u32
@@ -171,11 +175,15 @@ impl Wheel {
 
     /// The instant unwrapped tick `ticks` starts.
     fn start_of(&self, ticks: u64) -> Option<Instant> {
-        let nanos = u128::from(ticks) * u128::from(self.tick_nanos);
-        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
-        // The remainder is below 10^9 and fits.
-        let sub = (nanos % 1_000_000_000) as u32;
-        self.start.checked_add(Duration::new(secs, sub))
+        let nanos = ticks.checked_mul(self.tick_nanos)?;
+        self.start.checked_add(Duration::from_nanos(nanos))
+    }
+
+    /// Nanoseconds from tick 0 to `t` (0 before it), saturating after 584
+    /// years. Ticks are computed in `u64`: a `u128` division would cost
+    /// more than the rest of `arm`.
+    fn nanos_since(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Arms a deadline for connection `key` (incarnation `generation`) at
@@ -205,13 +213,17 @@ impl Wheel {
     /// The cost is the entries of the visited slots plus one look per slot.
     /// An earlier `now` than last time does nothing.
     pub(crate) fn advance(&mut self, now: Instant, fired: &mut Vec<Entry>) {
-        let since = now.saturating_duration_since(self.start).as_nanos();
-        let target = u64::try_from(since / u128::from(self.tick_nanos)).unwrap_or(u64::MAX);
+        // Most calls (a reactor woken for I/O) stay within the current tick.
+        if self.next_at.is_none_or(|next| now < next) {
+            return;
+        }
+        let target = self.nanos_since(now) / self.tick_nanos;
         if target <= self.current {
             return;
         }
         let behind = target - self.current;
         self.current = target;
+        self.next_at = self.start_of(target.saturating_add(1));
         if self.len == 0 {
             return;
         }
@@ -245,7 +257,7 @@ impl Wheel {
         if self.len == 0 {
             return None;
         }
-        self.start_of(self.current.saturating_add(1))
+        self.next_at
     }
 
     /// The entries held, stale ones included.
