@@ -25,11 +25,15 @@ const MAX_SLOTS: usize = 1 << 20;
 /// within half the `u32` range of the current one.
 const MAX_AHEAD: u32 = (1 << 31) - 1;
 
+/// Entries a slot may keep room for after it is processed (768 bytes).
+const KEEP_CAPACITY: usize = 64;
+
+/// Roomy vectors kept for reuse (see [`Wheel::advance`]).
+const MAX_SPARES: usize = 4;
+
 /// One armed deadline: which connection, which incarnation of it, and when.
 ///
 /// 12 bytes, so a million idle connections cost 12 MB of entries.
-// Allowed until the reactor uses the wheel; remove then.
-#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// The connection's slab key.
@@ -83,8 +87,6 @@ fn reached(due: u32, now: u32) -> bool {
 /// window (at most `2^31 - 1` ticks ahead: 6.8 years at 100 ms), and
 /// [`Wheel::advance`] must run at least once per 2^31 ticks, which a reactor
 /// polling with [`Wheel::next_wakeup`] as its timeout does many times over.
-// Allowed until the reactor uses the wheel; remove then.
-#[allow(dead_code)]
 pub(crate) struct Wheel {
     /// The instant of tick 0.
     start: Instant,
@@ -101,10 +103,11 @@ pub(crate) struct Wheel {
     next_at: Option<Instant>,
     /// Entries held, stale ones included.
     len: usize,
+    /// Roomy vectors from emptied slots, handed to the next slot that fills
+    /// up, so a herd of entries moving round the ring reuses one allocation.
+    spare: Vec<Vec<Entry>>,
 }
 
-// Allowed until the reactor uses the wheel; remove then.
-#[allow(dead_code)]
 impl Wheel {
     /// Makes an empty wheel whose tick 0 is `now`.
     ///
@@ -124,17 +127,20 @@ impl Wheel {
             current: 0,
             next_at: None,
             len: 0,
+            spare: Vec::new(),
         };
         wheel.next_at = wheel.start_of(1);
         wheel
     }
 
     /// The length of a tick.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn tick(&self) -> Duration {
         Duration::from_nanos(self.tick_nanos)
     }
 
     /// The number of slots (a power of two).
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn slots(&self) -> usize {
         self.slots.len()
     }
@@ -153,6 +159,7 @@ impl Wheel {
     /// instant already passed gives the current tick (armed, it fires on the
     /// next tick), and one more than 2^31 - 1 ticks away gives the furthest
     /// tick the wrapping arithmetic can tell from the past.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn tick_at(&self, t: Instant) -> u32 {
         let ticks = self.nanos_since(t).div_ceil(self.tick_nanos);
         let ticks = ticks.clamp(self.current, self.current.saturating_add(u64::from(MAX_AHEAD)));
@@ -163,6 +170,7 @@ impl Wheel {
     /// The instant tick `tick` (wrapping, within 2^31 of the current tick)
     /// starts: the earliest time a deadline armed for it can fire. `None` if
     /// that is beyond what `Instant` can represent.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn instant_of(&self, tick: u32) -> Option<Instant> {
         let now = self.now_tick();
         let ticks = if reached(tick, now) {
@@ -199,7 +207,14 @@ impl Wheel {
         let now = self.now_tick();
         let at = if reached(due, now) { now.wrapping_add(1) } else { due };
         // `mask` is below 2^20, so only the low bits of the tick matter.
-        self.slots[at as usize & self.mask].push(Entry { key, generation, due });
+        let slot = &mut self.slots[at as usize & self.mask];
+        if slot.len() == slot.capacity() {
+            if let Some(mut roomy) = self.spare.pop() {
+                roomy.extend_from_slice(slot);
+                *slot = roomy;
+            }
+        }
+        slot.push(Entry { key, generation, due });
         self.len += 1;
     }
 
@@ -244,6 +259,18 @@ impl Wheel {
                 }
                 !due
             });
+            // Connections opened together have deadlines together: a herd
+            // of entries passes through every slot in turn, and if each slot
+            // kept the capacity it once needed, the wheel would hold
+            // slots x herd entries. An emptied roomy slot gives its vector to
+            // the spares (for the slot the herd fills next); others shrink.
+            if slot.capacity() > KEEP_CAPACITY && slot.len() < slot.capacity() / 4 {
+                if slot.is_empty() && self.spare.len() < MAX_SPARES {
+                    self.spare.push(std::mem::take(slot));
+                } else {
+                    slot.shrink_to(KEEP_CAPACITY.max(slot.len() * 2));
+                }
+            }
         }
         self.len -= fired.len() - before;
     }
@@ -261,11 +288,13 @@ impl Wheel {
     }
 
     /// The entries held, stale ones included.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the wheel holds no entry.
+    #[cfg_attr(not(test), allow(dead_code))] // tests and benches/timer.rs
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -563,7 +592,31 @@ mod tests {
         w.advance(at(start, ticks(7 + 128)), &mut fired);
         assert_eq!(fired.len(), 100_000);
         assert!(w.is_empty());
-        assert!(w.slots[7].capacity() >= 200_000);
+        assert!(w.slots[7].capacity() <= KEEP_CAPACITY, "an emptied slot keeps little room");
+    }
+
+    #[test]
+    fn a_herd_passing_through_every_slot_leaves_no_room_behind() {
+        // 10,000 connections opened together, re-armed together every 3 ticks.
+        let start = Instant::now();
+        let mut w = Wheel::new(TICK, 1024, start);
+        let mut fired = Vec::new();
+        let mut due = 3;
+        for key in 0..10_000 {
+            w.arm(key, 0, due);
+        }
+        for _ in 0..2_000 {
+            fired.clear();
+            w.advance(at(start, ticks(due)), &mut fired);
+            assert_eq!(fired.len(), 10_000);
+            due += 3;
+            for e in &fired {
+                w.arm(e.key, 0, due);
+            }
+        }
+        let room: usize = w.slots.iter().chain(&w.spare).map(Vec::capacity).sum();
+        let bound = (MAX_SPARES + 2) * 16_384 + 1024 * KEEP_CAPACITY;
+        assert!(room <= bound, "the wheel keeps room for {room} entries");
     }
 
     #[test]
