@@ -59,7 +59,7 @@ impl Default for Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
             reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            backlog: 1024,
+            backlog: 4096,
             max_message_size: 16 << 20,
             max_head_size: 8 << 10,
             max_backpressure: 1 << 20,
@@ -131,7 +131,8 @@ impl<F> Builder<F> {
         self
     }
 
-    /// The listen backlog of each reactor's listener (default 1024).
+    /// The listen backlog of each reactor's listener (default 4096; the
+    /// kernel caps it at `net.core.somaxconn`).
     pub fn backlog(mut self, n: u32) -> Self {
         self.cfg.backlog = i32::try_from(n).unwrap_or(i32::MAX);
         self

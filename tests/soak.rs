@@ -194,7 +194,7 @@ fn fifteen_thousand_idle_connections_for_a_minute_with_pings() {
     println!(
         "{conns} connections held {hold:?}: {pings} pings answered (min {min_pings} per connection); \
          server RSS {rss_before} KiB idle, {rss_open} KiB open ({per_conn} B per connection), \
-         {lo}..{hi} KiB while held"
+         {lo}..{hi} KiB while held, every 5 s: {samples:?}"
     );
     // A ping every 2 s of silence, give or take a tick and the pong's trip.
     let expected = (hold.as_secs() * 10 / 22).saturating_sub(2) as u32;

@@ -46,8 +46,8 @@ struct Opts {
     /// Byte cap on each connection's output queue (suffixes K, M, G).
     #[arg(long, default_value = "1M", value_parser = parse_size)]
     max_backpressure: usize,
-    /// Listen backlog of each reactor's listener.
-    #[arg(long, default_value_t = 1024)]
+    /// Listen backlog of each reactor's listener (the kernel caps it at net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
     backlog: u32,
     /// Seconds to wait for close handshakes on SIGINT/SIGTERM before exiting.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
@@ -137,6 +137,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft open-file limit to the hard one: every connection is a
+/// file descriptor. Returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -146,6 +165,13 @@ fn serve<H: Handler>(
     opts: &Opts,
     factory: impl Fn(usize) -> H + Send + Sync + 'static,
 ) -> Result<(), String> {
+    let fds = raise_fd_limit();
+    log::debug!("open-file limit: {fds}");
+    if let Some(max) = opts.max_connections {
+        if fds > 0 && max as u64 > fds {
+            log::warn!("--max-connections {max} is above the open-file limit {fds}; see tuning/");
+        }
+    }
     let mut builder = Server::builder()
         .bind(opts.bind.as_str())
         .map_err(|e| format!("bad --bind {:?}: {e}", opts.bind))?
