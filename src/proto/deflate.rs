@@ -844,8 +844,10 @@ impl Compressor {
     /// messages of a connection must go out in the order they were
     /// compressed; without, the state is reset afterwards.
     ///
-    /// `out` grows by about the compressed size (at most the payload size
-    /// plus 5 bytes per 64 KiB plus a few). If the deflater ever failed, the
+    /// `out` grows by the compressed size, but first gets room for the worst
+    /// case, 1.14 × the payload plus 64 bytes, so the flush completes in one
+    /// pass: compress into a reused scratch buffer rather than one that is
+    /// kept. If the deflater ever failed, the
     /// message is written as stored (uncompressed) deflate blocks instead,
     /// which every receiver decodes, and the state is reset.
     ///
@@ -882,7 +884,11 @@ impl Compressor {
     /// `out` and the state to be cleaned up by the caller.
     fn deflate(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
         let start = out.len();
-        out.reserve(payload.len() / 4 + 64);
+        // Room for the worst case (9-bit codes for every byte, block headers,
+        // the flush marker), so that the flush completes in one call with
+        // room to spare: a call that fills the output exactly makes the next
+        // one add a second marker (zlib's manual: keep avail_out above 6).
+        out.reserve(deflate_bound(payload.len()));
         let mut input = payload;
         loop {
             if out.capacity() - out.len() < 32 {
@@ -893,8 +899,9 @@ impl Compressor {
             let consumed = usize::try_from(self.inner.total_in() - in_before).map_err(|_| ())?;
             let produced = self.inner.total_out() - out_before;
             input = input.get(consumed..).ok_or(())?;
-            // The flush is complete once a call returns with output space left.
-            if input.is_empty() && out.len() < out.capacity() {
+            // The flush is complete once a call returns with output space
+            // left, or (after one that filled it exactly) has nothing to add.
+            if input.is_empty() && (out.len() < out.capacity() || produced == 0) {
                 break;
             }
             if consumed == 0 && produced == 0 {
@@ -914,6 +921,11 @@ impl Compressor {
     pub fn reset(&mut self) {
         self.inner.reset();
     }
+}
+
+/// More than the most a deflate stream of `len` input bytes takes, sync flush included.
+fn deflate_bound(len: usize) -> usize {
+    len.saturating_add(len >> 3).saturating_add(len >> 6).saturating_add(64)
 }
 
 /// Writes `payload` as stored deflate blocks, then the first byte of an empty
@@ -1162,9 +1174,13 @@ impl Decompressor {
             input = input.get(consumed..).ok_or(InflateError::Corrupt)?;
             if status == Status::StreamEnd {
                 self.ended = true;
-            } else if (input.is_empty() && produced < limit) || (consumed == 0 && produced == 0) {
-                // Everything inflatable so far is out, or no progress can be made.
+            } else if input.is_empty() && (produced < limit || produced == 0) {
+                // Everything inflatable so far is out.
                 break;
+            } else if consumed == 0 && produced == 0 {
+                // Input left and room to write, yet no progress: never
+                // happens with a valid stream; refuse rather than drop bytes.
+                return Err(InflateError::Corrupt);
             }
         }
         Ok(())
@@ -1987,6 +2003,27 @@ mod tests {
         assert_eq!(Compressor::new(3, 1, false).window_bits(), 8);
         assert_eq!(Decompressor::new(99, false).window_bits(), 15);
         assert!(format!("{c:?} {d:?}").contains("window_bits"));
+    }
+
+    /// Whatever room `out` starts with, the output is the same: in
+    /// particular no second flush marker when the flush would fill it exactly.
+    #[test]
+    fn output_does_not_depend_on_the_room_in_out() {
+        let mut rng = Rng(3);
+        for len in [1, 100, 1000, 5000, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let reference = compressed(&mut Compressor::new(15, 1, false), &payload);
+            for room in [0, reference.len(), reference.len() + TAIL.len(), 1 << 20] {
+                let mut out = Vec::with_capacity(room);
+                Compressor::new(15, 1, false).compress(&payload, &mut out);
+                assert_eq!(out, reference, "{len} {room}");
+            }
+            // Inflating into exactly the room needed.
+            let mut text = Vec::with_capacity(len);
+            Decompressor::new(15, false).decompress(&reference, true, len, &mut text).unwrap();
+            assert_eq!(text, payload);
+            assert_eq!(text.capacity(), len);
+        }
     }
 
     #[test]
