@@ -202,7 +202,7 @@ impl<'a, C> Ctx<'a, C> {
     /// Queues a message for this connection. It is written at the end of the
     /// reactor's loop turn, batched with everything else queued in the turn.
     pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
-        self.conn.send_message(self.env, msg)
+        self.conn.send_message(self.env, self.slot, msg)
     }
 
     /// Queues a text message.
@@ -217,7 +217,7 @@ impl<'a, C> Ctx<'a, C> {
 
     /// Queues a frame encoded once elsewhere (shared, not copied).
     pub fn send_frame(&mut self, frame: &Frame) -> SendStatus {
-        self.conn.send_shared(self.env, frame.shared())
+        self.conn.send_shared(self.env, self.slot, frame)
     }
 
     /// Sends `msg` to every open connection on every reactor, this one

@@ -11,6 +11,7 @@ mod stats;
 pub use handler::{Accept, ConnId, Ctx, Handler, Reject, SendStatus};
 pub use message::{Frame, Message};
 pub use proto::CloseCode;
+pub use proto::deflate::{DeflateConfig, Mode as Compression};
 pub use proto::handshake::Request;
 pub use server::{Builder, NoHandler, Running, Server, ServerHandle};
 pub use stats::Stats;

@@ -18,9 +18,10 @@ pub(crate) enum Counter {
     WriteStalls,
     MessagesReceived,
     SendsDropped,
+    Compressions,
 }
 
-const COUNTERS: usize = Counter::SendsDropped as usize + 1;
+const COUNTERS: usize = Counter::Compressions as usize + 1;
 
 /// One reactor's counters, written only by that reactor.
 #[repr(align(64))]
@@ -84,6 +85,9 @@ pub struct Stats {
     pub messages_received: u64,
     /// Sends refused ([`crate::SendStatus::Dropped`]) because the connection was closing or full.
     pub sends_dropped: u64,
+    /// Messages compressed (permessage-deflate). In `shared` mode a broadcast
+    /// counts once however many connections receive it.
+    pub compressions: u64,
 }
 
 impl Stats {
@@ -102,6 +106,7 @@ impl Stats {
             s.write_stalls += c.get(Counter::WriteStalls);
             s.messages_received += c.get(Counter::MessagesReceived);
             s.sends_dropped += c.get(Counter::SendsDropped);
+            s.compressions += c.get(Counter::Compressions);
         }
         s
     }

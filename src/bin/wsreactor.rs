@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use wsreactor::{Ctx, Handler, Message, Server};
+use wsreactor::{Compression, Ctx, Handler, Message, Server};
 
 #[derive(Parser)]
 #[command(version, about = "A lean, fast WebSocket server on per-core mio reactors")]
@@ -70,6 +70,16 @@ struct Opts {
     /// Drop a connection whose output makes no progress for this many seconds (0: off).
     #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
     write_stall_timeout: f64,
+    /// permessage-deflate: disabled, shared (one compressed frame per broadcast,
+    /// no per-connection contexts) or dedicated (per-connection contexts, best ratio).
+    #[arg(long, value_enum, default_value = "disabled")]
+    compression: CompressionArg,
+    /// Deflate level 0-9 (1 is fastest).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    compression_level: u32,
+    /// Messages shorter than this go out uncompressed (suffixes K, M).
+    #[arg(long, default_value = "64", value_parser = parse_size)]
+    compression_min_size: usize,
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     log: String,
@@ -92,6 +102,23 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
         _ => Err(format!("not a number of seconds: {s:?}")),
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompressionArg {
+    Disabled,
+    Shared,
+    Dedicated,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Compression {
+        match c {
+            CompressionArg::Disabled => Compression::Disabled,
+            CompressionArg::Shared => Compression::Shared,
+            CompressionArg::Dedicated => Compression::Dedicated,
+        }
     }
 }
 
@@ -183,7 +210,10 @@ fn serve<H: Handler>(
         .pong_timeout(secs(opts.pong_timeout))
         .idle_timeout(secs(opts.idle_timeout))
         .close_timeout(secs(opts.close_timeout))
-        .write_stall_timeout(secs(opts.write_stall_timeout));
+        .write_stall_timeout(secs(opts.write_stall_timeout))
+        .compression(opts.compression.into())
+        .compression_level(opts.compression_level)
+        .compression_min_size(opts.compression_min_size);
     if let Some(n) = opts.reactors {
         builder = builder.reactors(n);
     }

@@ -13,7 +13,7 @@ use super::Env;
 use super::buf::recycle;
 use super::outq::OutQueue;
 use crate::handler::SendStatus;
-use crate::message::Message;
+use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::{CloseCode, Decoder};
@@ -53,6 +53,8 @@ pub(crate) const DISCARD: u16 = 1 << 7;
 pub(crate) const PENDING_INPUT: u16 = 1 << 8;
 /// We pinged the connection and have received nothing since.
 pub(crate) const PING_OUT: u16 = 1 << 9;
+/// permessage-deflate was negotiated (its state is in the reactor's `Deflate`).
+pub(crate) const DEFLATE: u16 = 1 << 10;
 
 /// `timer_due` when the connection has no entry in the timer wheel.
 pub(crate) const NO_TIMER: u32 = u32::MAX;
@@ -218,22 +220,49 @@ impl<C> Conn<C> {
         if self.has(WRITE_BLOCKED) { SendStatus::Backpressured } else { SendStatus::Queued }
     }
 
-    pub(crate) fn send_message(&mut self, env: &mut Env, msg: Message<'_>) -> SendStatus {
+    /// Queues a message, compressed if the connection agreed to it. The cap
+    /// is checked against the uncompressed size, before compressing: a
+    /// message compressed with context takeover must not then be dropped.
+    pub(crate) fn send_message(
+        &mut self,
+        env: &mut Env,
+        slot: usize,
+        msg: Message<'_>,
+    ) -> SendStatus {
         let payload = msg.as_bytes();
         let len = frame_len(payload.len());
         if !self.is_open() || !self.admits(env, len) {
             return env.dropped();
         }
-        self.push_frame(env, msg.opcode(), payload, len);
+        let Env { deflate, bufs, chunks, .. } = env;
+        let compressed = if self.has(DEFLATE) { deflate.compress(slot, msg) } else { None };
+        let (rsv1, payload) = match compressed {
+            Some(z) => (true, z),
+            None => (false, payload),
+        };
+        let b = self.bufs.get_or_insert_with(|| bufs.take_or(Box::default));
+        b.out.push_owned(chunks, frame_len(payload.len()), |v| {
+            frame::write_frame(v, true, rsv1, msg.opcode(), payload)
+        });
         self.last_msg = env.tick;
         self.status()
     }
 
-    pub(crate) fn send_shared(&mut self, env: &mut Env, frame: &Arc<[u8]>) -> SendStatus {
+    /// Queues a frame encoded once for many connections; in `shared`
+    /// compression mode its compressed form, also made once.
+    pub(crate) fn send_shared(&mut self, env: &mut Env, slot: usize, frame: &Frame) -> SendStatus {
         if !self.is_open() || !self.admits(env, frame.len()) {
             return env.dropped();
         }
-        self.bufs_mut(env).out.push_shared(Arc::clone(frame));
+        let bytes = if self.has(DEFLATE) {
+            if env.deflate.dedicated() {
+                return self.send_message(env, slot, frame.message());
+            }
+            env.deflate.shared(slot, frame).unwrap_or_else(|| Arc::clone(frame.plain()))
+        } else {
+            Arc::clone(frame.plain())
+        };
+        self.bufs_mut(env).out.push_shared(bytes);
         self.last_msg = env.tick;
         self.status()
     }

@@ -1,15 +1,17 @@
 //! The one thread-safe door into a reactor: a command queue and a waker.
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use mio::Waker;
 
+use crate::message::Frame;
+
 /// What other threads can ask of a reactor.
 pub(crate) enum Command {
     /// Send these encoded frames to every open connection.
-    Broadcast(Vec<Arc<[u8]>>),
+    Broadcast(Vec<Frame>),
     /// Stop accepting, close every connection with 1001, exit by the deadline.
     Shutdown(Instant),
 }

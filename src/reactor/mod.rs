@@ -10,6 +10,7 @@
 
 pub(crate) mod buf;
 mod conn;
+mod deflate;
 pub(crate) mod inbox;
 pub(crate) mod listener;
 mod outq;
@@ -27,15 +28,16 @@ use slab::Slab;
 use self::buf::Pool;
 pub(crate) use self::conn::Conn;
 use self::conn::{
-    AGAIN, Bufs, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT, READ_PAUSED,
-    SHUT_WR, State, Ticks, WRITE_BLOCKED, before,
+    AGAIN, Bufs, DEFLATE, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT,
+    READ_PAUSED, SHUT_WR, State, Ticks, WRITE_BLOCKED, before,
 };
+use self::deflate::Deflate;
 use self::inbox::{Command, Inbox};
 use self::timer::Wheel;
 use crate::handler::{Accept, Ctx, Handler, Reject, SendStatus};
 use crate::message::{Frame, Message};
 use crate::proto::frame::{self, OpCode};
-use crate::proto::handshake::{self, Request};
+use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, Decoded, DecoderConfig, Event, ProtoError};
 use crate::server::{Config, ServerHandle};
 use crate::stats::{Counter, Counters};
@@ -69,6 +71,9 @@ pub(crate) struct Env {
     pub(crate) bufs: Pool<Box<Bufs>>,
     pub(crate) chunks: Pool<Vec<u8>>,
     decoder: DecoderConfig,
+    /// The decoder's limits for connections that negotiated compression.
+    decoder_rsv1: DecoderConfig,
+    pub(crate) deflate: Deflate,
     pub(crate) counters: Arc<Counters>,
     /// Timeouts: one entry per connection at most, re-armed lazily.
     wheel: Wheel,
@@ -77,14 +82,14 @@ pub(crate) struct Env {
     /// The current tick of the wheel (a cheap clock for stamps).
     pub(crate) tick: u32,
     /// Frames broadcast by this reactor's handlers this turn.
-    local_broadcasts: Vec<Arc<[u8]>>,
+    local_broadcasts: Vec<Frame>,
     /// Scratch space for HTTP responses.
     scratch: Vec<u8>,
 }
 
 impl Env {
     pub(crate) fn broadcast_local(&mut self, frame: Frame) {
-        self.local_broadcasts.push(Arc::clone(frame.shared()));
+        self.local_broadcasts.push(frame);
     }
 
     /// Makes sure the wheel holds an entry for the connection's next
@@ -119,7 +124,7 @@ pub(crate) struct Reactor<H: Handler> {
     /// Connections to flush at the end of this turn.
     dirty: Vec<usize>,
     /// Broadcast frames that arrived through the inbox this turn.
-    remote_broadcasts: Vec<Arc<[u8]>>,
+    remote_broadcasts: Vec<Frame>,
     /// Scratch list of slots (reused to avoid an allocation per fan-out).
     slots: Vec<usize>,
     commands: Vec<Command>,
@@ -159,6 +164,7 @@ impl<H: Handler> Reactor<H> {
             write_stall: in_ticks(t.write_stall),
         };
         let counters = Arc::clone(&handle.shared.counters[id]);
+        let deflate = Deflate::new(cfg.deflate, Arc::clone(&counters));
         Reactor {
             poll: parts.poll,
             listener: Some(parts.listener),
@@ -172,6 +178,8 @@ impl<H: Handler> Reactor<H> {
                 bufs: Pool::new(256),
                 chunks: Pool::new(256),
                 decoder,
+                decoder_rsv1: DecoderConfig { allow_rsv1: true, ..decoder },
+                deflate,
                 counters,
                 wheel: Wheel::new(t.tick, WHEEL_SLOTS, Instant::now()),
                 ticks,
@@ -469,7 +477,7 @@ impl<H: Handler> Reactor<H> {
         for &slot in &slots {
             let Some(conn) = self.conns.get_mut(slot) else { continue };
             for frame in local.iter().chain(remote.iter()) {
-                let _ = conn.send_shared(&mut self.env, frame);
+                let _ = conn.send_shared(&mut self.env, slot, frame);
             }
             // Flush now rather than at the end of the turn, so the buffers go
             // back to the pool one connection at a time: a broadcast to N
@@ -650,6 +658,9 @@ impl<H: Handler> Reactor<H> {
         if conn.has(OPENED) {
             self.env.handle.closed();
         }
+        if conn.has(DEFLATE) {
+            self.env.deflate.close(slot);
+        }
         conn.release_all(&mut self.env);
     }
 
@@ -721,7 +732,8 @@ fn process<H: Handler>(
                     conn.flags |= READ_PAUSED;
                     return pos;
                 }
-                match conn.decoder.decode(&mut input[pos..], &env.decoder) {
+                let limits = if conn.has(DEFLATE) { env.decoder_rsv1 } else { env.decoder };
+                match conn.decoder.decode(&mut input[pos..], &limits) {
                     Ok(Decoded::NeedMore) => return pos,
                     Ok(Decoded::Progress { consumed, event }) => {
                         pos += consumed;
@@ -730,7 +742,7 @@ fn process<H: Handler>(
                         }
                     }
                     Err(e) => {
-                        fail(conn, env, handler, slot, e);
+                        fail(conn, env, handler, slot, e.close_code(), e.reason());
                         return input.len();
                     }
                 }
@@ -778,6 +790,17 @@ fn upgrade<H: Handler>(
         Ok(addr) => req.with_peer_addr(addr),
         Err(_) => req,
     };
+    let agreed = match env.deflate.negotiate(&req) {
+        Ok(agreed) => agreed,
+        Err(e) => {
+            let e = HandshakeError::from(e);
+            log::info!("{}: bad upgrade request: {} {}", peer(conn), e.status, e.reason);
+            env.scratch.clear();
+            e.write_response(&mut env.scratch);
+            refuse(conn, env, slot);
+            return;
+        }
+    };
     if !env.handle.try_open() {
         log::info!("{}: refused: at max connections", peer(conn));
         reject(conn, env, slot, &Reject::new(503, "server is at its connection limit"));
@@ -801,12 +824,13 @@ fn upgrade<H: Handler>(
     });
     let headers: Vec<(&str, &str)> =
         accept.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let extension = agreed.map(|a| a.response_header());
     env.scratch.clear();
     let written = handshake::write_accept_response(
         &mut env.scratch,
         req.key().as_bytes(),
         protocol,
-        None,
+        extension.as_deref(),
         &headers,
     );
     if let Err(e) = written {
@@ -815,13 +839,16 @@ fn upgrade<H: Handler>(
         reject(conn, env, slot, &Reject::new(500, "internal error"));
         return;
     }
-    let Env { scratch, .. } = env;
-    let response = std::mem::take(scratch);
+    let response = std::mem::take(&mut env.scratch);
     conn.send_raw(env, &response);
     env.scratch = response;
     conn.data = accept.data;
     conn.state = State::Open;
     conn.flags |= OPENED;
+    if let Some(agreed) = agreed {
+        env.deflate.open(slot, agreed);
+        conn.flags |= DEFLATE;
+    }
     conn.last_msg = env.tick;
     env.counters.inc(Counter::Upgraded);
     env.schedule(slot, conn);
@@ -859,15 +886,15 @@ fn fail<H: Handler>(
     env: &mut Env,
     handler: &mut H,
     slot: usize,
-    e: ProtoError,
+    code: CloseCode,
+    reason: &str,
 ) {
-    let code = e.close_code();
-    log::info!("{}: {e}; closing with {}", peer(conn), code.0);
+    log::info!("{}: {reason}; closing with {}", peer(conn), code.0);
     env.counters.inc(Counter::ProtocolErrors);
     if let Some(b) = conn.bufs.as_mut() {
         b.message.clear();
     }
-    conn.begin_close(env, slot, code, e.reason());
+    conn.begin_close(env, slot, code, reason);
     conn.flags |= DISCARD;
     if conn.has(OPENED) && !conn.has(NOTIFIED) {
         notify_close(conn, env, handler, slot, code, "");
@@ -884,15 +911,26 @@ fn on_event<H: Handler>(
     match event {
         Event::Text(text) => deliver(conn, env, handler, slot, Message::Text(text)),
         Event::Binary(bytes) => deliver(conn, env, handler, slot, Message::Binary(bytes)),
-        Event::Fragment { data, first, fin, text, compressed: _ } => {
+        Event::Fragment { data, first, fin, text, compressed } => {
             if conn.state != State::Open {
                 return;
             }
-            let b = conn.bufs_mut(env);
+            let Env { bufs, deflate, cfg, .. } = env;
+            let b = conn.bufs.get_or_insert_with(|| bufs.take_or(Box::default));
             if first {
                 b.message.clear();
             }
-            b.message.extend_from_slice(data);
+            if compressed {
+                let inflated =
+                    deflate.inflate(slot, data, fin, cfg.max_message_size, &mut b.message);
+                if let Err(e) = inflated {
+                    b.message.clear();
+                    fail(conn, env, handler, slot, e.close_code(), e.reason());
+                    return;
+                }
+            } else {
+                b.message.extend_from_slice(data);
+            }
             if !fin {
                 return;
             }
@@ -900,7 +938,10 @@ fn on_event<H: Handler>(
             if text {
                 match std::str::from_utf8(&whole) {
                     Ok(s) => deliver(conn, env, handler, slot, Message::Text(s)),
-                    Err(_) => fail(conn, env, handler, slot, ProtoError::InvalidUtf8),
+                    Err(_) => {
+                        let e = ProtoError::InvalidUtf8;
+                        fail(conn, env, handler, slot, e.close_code(), e.reason());
+                    }
                 }
             } else {
                 deliver(conn, env, handler, slot, Message::Binary(&whole));
