@@ -194,7 +194,9 @@ impl DeflateConfig {
 /// The agreed parameters of a permessage-deflate connection (RFC 7692 §7.1).
 ///
 /// Window sizes are the values in effect, 8..=15, with 15 where the
-/// handshake did not mention them.
+/// handshake did not mention them. Made by [`negotiate`] or
+/// [`parse_client_response`]; by hand, start from `Negotiated::default()`
+/// (no parameters) and set the fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
     /// The server starts every message with an empty window.
