@@ -7,6 +7,8 @@ pub mod proto;
 mod reactor;
 mod server;
 mod stats;
+#[cfg(test)]
+mod testing;
 
 pub use handler::{Accept, ConnId, Ctx, Handler, Reject, SendStatus};
 pub use message::{Frame, Message};

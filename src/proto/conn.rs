@@ -358,7 +358,7 @@ fn control<'a>(buf: &'a mut [u8], h: &FrameHeader) -> Result<Decoded<'a>, ProtoE
 mod tests {
     use super::*;
     use crate::proto::frame::{MAX_HEADER_LEN, encode_header};
-    use crate::proto::mask::tests::Rng;
+    use crate::testing::Rng;
 
     const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 

@@ -1202,6 +1202,7 @@ impl Decompressor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     fn cfg(mode: Mode) -> DeflateConfig {
         DeflateConfig { mode, ..DeflateConfig::default() }
@@ -1219,22 +1220,6 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test fixture is hex"))
             .collect()
-    }
-
-    /// xorshift64*: deterministic test data.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     fn tick(i: u64) -> String {

@@ -39,26 +39,13 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
         for (i, b) in buf.iter_mut().enumerate() {
             *b ^= key[(offset + i) % 4];
-        }
-    }
-
-    /// A xorshift64 generator: deterministic "random" test input, no dependency.
-    /// Shared by the other proto tests. The seed must not be zero.
-    pub(crate) struct Rng(pub(crate) u64);
-
-    impl Rng {
-        /// The next pseudo-random number.
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
         }
     }
 

@@ -142,7 +142,7 @@ impl Utf8Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::mask::tests::Rng;
+    use crate::testing::Rng;
 
     const VALID: [&str; 10] = [
         "",

@@ -672,8 +672,11 @@ impl<H: Handler> Reactor<H> {
     }
 }
 
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
 fn is_out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc_emfile) if libc_emfile == 24 || libc_emfile == 23)
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
 }
 
 fn notify_close<H: Handler>(

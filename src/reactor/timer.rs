@@ -303,25 +303,9 @@ impl Wheel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     const TICK: Duration = Duration::from_millis(100);
-
-    /// A small deterministic generator (xorshift64*), so the tests need no
-    /// dependency and always see the same numbers.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// The caller's side: each connection's stored due tick and generation.
     struct Caller {
@@ -411,7 +395,7 @@ mod tests {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         // Deadlines at odd instants, up to three rotations away.
         let deadlines: Vec<Instant> = (0..500)
-            .map(|_| at(start, Duration::from_micros(1 + rng.below(3 * 16 * 100_000))))
+            .map(|_| at(start, Duration::from_micros(1 + rng.below(3 * 16 * 100_000) as u64)))
             .collect();
         for (key, &d) in deadlines.iter().enumerate() {
             w.arm(key as u32, 0, w.tick_at(d));
