@@ -19,10 +19,16 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 // The wheel is crate-private; the benchmark compiles its source file as a
-// module of its own (it depends on nothing but std). It uses only part of
-// it, and `clippy --all-targets` builds benches with `cfg(test)` but without
-// a test harness, which leaves the file's test helpers unused.
+// module of its own (it depends on nothing but std and, in its unit tests,
+// the crate's test Rng). It uses only part of it, and `clippy --all-targets`
+// builds benches with `cfg(test)` but without a test harness, which leaves
+// the file's test helpers unused.
+#[cfg(test)]
 #[allow(dead_code)]
+#[path = "../src/testing.rs"]
+mod testing;
+
+#[allow(dead_code, unused_imports)]
 #[path = "../src/reactor/timer.rs"]
 mod timer;
 
