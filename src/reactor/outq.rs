@@ -23,14 +23,16 @@ const MAX_IOV: usize = 64;
 
 enum Chunk {
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    /// A shared frame, tagged with its topic (0: none) for conflation.
+    #[cfg_attr(not(test), allow(dead_code))] // read by conflate, which topics use next
+    Shared(Arc<[u8]>, u32),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
+            Chunk::Shared(s, _) => s,
         }
     }
 }
@@ -81,8 +83,37 @@ impl OutQueue {
 
     /// Appends a shared, already encoded frame.
     pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
+        self.push_tagged(frame, 0);
+    }
+
+    /// Appends a shared frame of topic `tag` (non-zero), which
+    /// [`OutQueue::conflate`] may later replace.
+    #[cfg_attr(not(test), allow(dead_code))] // for topics (pubsub), wired next
+    pub(crate) fn push_tagged(&mut self, frame: Arc<[u8]>, tag: u32) {
         self.queued += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame));
+        self.chunks.push_back(Chunk::Shared(frame, tag));
+    }
+
+    /// Replaces the newest queued, not yet started frame of topic `tag` with
+    /// `frame`, so a slow reader gets the latest value instead of a stale
+    /// one. False if there is none (or the replacement would not fit under
+    /// `cap`). The frame keeps its place in the queue.
+    #[cfg_attr(not(test), allow(dead_code))] // for topics (pubsub), wired next
+    pub(crate) fn conflate(&mut self, tag: u32, frame: Arc<[u8]>, cap: usize) -> bool {
+        // The front chunk may be partly written: it cannot change.
+        let started = usize::from(self.front_written > 0);
+        let found = self.chunks.iter_mut().skip(started).rev().find_map(|c| match c {
+            Chunk::Shared(old, t) if *t == tag && tag != 0 => Some(old),
+            _ => None,
+        });
+        match found {
+            Some(old) if self.queued - old.len() + frame.len() <= cap => {
+                self.queued = self.queued - old.len() + frame.len();
+                *old = frame;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Writes as much as the socket takes. `Ok(true)`: everything was
@@ -234,6 +265,31 @@ mod tests {
         assert_eq!(q.queued(), 1000);
         q.clear(&mut pool);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn conflation_replaces_the_latest_unstarted_frame_of_a_topic() {
+        let mut pool = Pool::new(4);
+        let mut q = OutQueue::default();
+        let frame = |s: &str| -> Arc<[u8]> { Arc::from(s.as_bytes()) };
+        q.push_tagged(frame("a1"), 1);
+        q.push_tagged(frame("b1"), 2);
+        q.push_tagged(frame("a2"), 1);
+        assert!(q.conflate(1, frame("a3!"), 100));
+        assert_eq!(q.queued(), 7);
+        assert!(!q.conflate(3, frame("c1"), 100), "no frame of topic 3");
+        assert!(!q.conflate(2, frame(&"x".repeat(200)), 100), "over the cap");
+        // A started frame is never replaced.
+        let mut sink = Sink { got: Vec::new(), per_call: 1, calls_left: 1 };
+        assert!(!q.flush(&mut sink, &mut pool).unwrap());
+        let mut q2 = OutQueue::default();
+        q2.push_tagged(frame("a1"), 1);
+        let mut sink2 = Sink { got: Vec::new(), per_call: 1, calls_left: 1 };
+        assert!(!q2.flush(&mut sink2, &mut pool).unwrap());
+        assert!(!q2.conflate(1, frame("a2"), 100));
+        sink.calls_left = 100;
+        while !q.flush(&mut sink, &mut pool).unwrap() {}
+        assert_eq!(sink.got, b"a1b1a3!");
     }
 
     #[test]
