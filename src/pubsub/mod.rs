@@ -1,0 +1,16 @@
+//! Topic publish/subscribe: the building blocks, free of sockets and reactors.
+
+pub mod topic;
+pub mod wire;
+
+pub use topic::{TopicError, TopicName};
+
+/// The opcode and payload of an encoded frame (tests only).
+#[cfg(test)]
+pub(crate) fn frame_body(frame: &crate::Frame) -> (crate::proto::frame::OpCode, Vec<u8>) {
+    let bytes = frame.shared();
+    let h = crate::proto::frame::parse_header(bytes).unwrap().unwrap();
+    assert!(h.fin && !h.rsv1 && h.mask.is_none());
+    assert_eq!(bytes.len(), h.header_len + h.payload_len as usize);
+    (h.opcode, bytes[h.header_len..].to_vec())
+}
