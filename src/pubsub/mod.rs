@@ -1,8 +1,10 @@
 //! Topic publish/subscribe: the building blocks, free of sockets and reactors.
 
+pub mod store;
 pub mod topic;
 pub mod wire;
 
+pub use store::{Since, StoreConfig, StoreError, TopicStore};
 pub use topic::{TopicError, TopicName};
 
 /// The opcode and payload of an encoded frame (tests only).
