@@ -1,9 +1,15 @@
 //! Topic publish/subscribe: the building blocks, free of sockets and reactors.
 
+pub mod protocol;
 pub mod store;
 pub mod topic;
 pub mod wire;
 
+pub use protocol::{
+    ABUSE_CLOSE_CODE, ABUSE_CLOSE_REASON, BinaryPublish, ClientOp, ConnTopics, ErrorCode,
+    ErrorStreak, Limits, OpError, RequestId, Subscription, parse_binary_publish, parse_client_op,
+    write_pong, write_published, write_resync, write_subscribed, write_unsubscribed,
+};
 pub use store::{Since, StoreConfig, StoreError, TopicStore};
 pub use topic::{TopicError, TopicName};
 
