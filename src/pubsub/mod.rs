@@ -147,6 +147,7 @@
 //! - [`ConnTopics`] is the per-connection set (cap, all-or-nothing
 //!   subscribe, cleanup on close); [`ErrorStreak`] the error count.
 
+mod json;
 pub mod protocol;
 pub mod store;
 pub mod synthetic;
