@@ -56,7 +56,9 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 #[inline]
 fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        match *b.get(i)? {
+        // Runs of plain characters go in one tight scan.
+        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        match b[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *b.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
@@ -69,8 +71,7 @@ fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
                 }
                 _ => return None,
             },
-            0..0x20 => return None,
-            _ => i += 1,
+            _ => return None,
         }
     }
 }
