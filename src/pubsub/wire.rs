@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::thread::LocalKey;
 
 use super::topic::{MAX_TOPIC_LEN, TopicError, TopicName, is_topic_byte};
 use crate::message::{Frame, Message};
@@ -159,11 +160,11 @@ fn text_envelope_len(topic: &TopicName, seq: u64) -> usize {
 /// ```
 pub fn encode_delivery(topic: &TopicName, seq: u64, payload: &Payload<'_>) -> Frame {
     match payload.kind {
-        Kind::Binary(bytes) => with_bytes_scratch(|buf| {
+        Kind::Binary(bytes) => with_scratch(&BYTES_SCRATCH, |buf: &mut Vec<u8>| {
             write_binary_delivery(buf, topic, seq, bytes);
             Frame::new(Message::Binary(buf))
         }),
-        _ => with_text_scratch(|buf| {
+        _ => with_scratch(&TEXT_SCRATCH, |buf: &mut String| {
             buf.reserve(payload.delivery_len(topic, seq));
             write_text_delivery(buf, topic, seq, payload);
             Frame::new(Message::Text(buf))
@@ -392,44 +393,52 @@ thread_local! {
     static BYTES_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this thread's empty text scratch buffer (a fresh one if it is
-/// busy or gone), so building a frame costs no allocation of its own.
-fn with_text_scratch<R>(f: impl FnOnce(&mut String) -> R) -> R {
-    let mut f = Some(f);
-    let reused = TEXT_SCRATCH.try_with(|cell| {
-        let mut buf = cell.try_borrow_mut().ok()?;
-        let f = f.take()?;
-        buf.clear();
-        let r = f(&mut buf);
-        if buf.capacity() > SCRATCH_KEEP {
-            *buf = String::new();
-        }
-        Some(r)
-    });
-    match (reused, f) {
-        (Ok(Some(r)), _) => r,
-        (_, Some(f)) => f(&mut String::new()),
-        // `f` ran but returned nothing: impossible, `Some(r)` was built.
-        (_, None) => unreachable!("scratch closure consumed without a result"),
+/// A reusable buffer.
+trait Scratch: Default {
+    fn clear(&mut self);
+    fn capacity(&self) -> usize;
+}
+
+impl Scratch for String {
+    fn clear(&mut self) {
+        String::clear(self);
+    }
+    fn capacity(&self) -> usize {
+        String::capacity(self)
     }
 }
 
-/// [`with_text_scratch`] for bytes.
-fn with_bytes_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+impl Scratch for Vec<u8> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+}
+
+/// Runs `f` on this thread's scratch buffer in `key`, emptied (on a fresh
+/// buffer if that one is busy or gone), so building a frame costs no
+/// allocation of its own. A buffer that grew past [`SCRATCH_KEEP`] is freed.
+fn with_scratch<B: Scratch + 'static, R>(
+    key: &'static LocalKey<RefCell<B>>,
+    f: impl FnOnce(&mut B) -> R,
+) -> R {
     let mut f = Some(f);
-    let reused = BYTES_SCRATCH.try_with(|cell| {
+    let reused = key.try_with(|cell| {
         let mut buf = cell.try_borrow_mut().ok()?;
         let f = f.take()?;
         buf.clear();
         let r = f(&mut buf);
         if buf.capacity() > SCRATCH_KEEP {
-            *buf = Vec::new();
+            *buf = B::default();
         }
         Some(r)
     });
     match (reused, f) {
         (Ok(Some(r)), _) => r,
-        (_, Some(f)) => f(&mut Vec::new()),
+        (_, Some(f)) => f(&mut B::default()),
+        // `f` was taken only to produce `Some(r)`.
         (_, None) => unreachable!("scratch closure consumed without a result"),
     }
 }
