@@ -29,6 +29,10 @@ fn encode(c: &mut Criterion) {
     // The baseline: a frame of the bare payload, no envelope, no JSON check.
     g.bench_function("bare_frame_150B", |b| b.iter(|| Frame::new(Message::Text(black_box(TICK)))));
     g.bench_function("json_check_150B", |b| b.iter(|| is_json(black_box(TICK))));
+    // The baseline for the JSON check: serde_json skipping the value.
+    g.bench_function("json_check_150B_serde_json", |b| {
+        b.iter(|| serde_json::from_str::<serde::de::IgnoredAny>(black_box(TICK)).is_ok())
+    });
     let checked = Payload::text(TICK);
     g.bench_function("envelope_frame_prechecked_150B", |b| {
         let mut seq = 0u64;
@@ -43,6 +47,14 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             seq += 1;
             encode_delivery(&t, seq, &Payload::text(black_box(TICK)))
+        })
+    });
+    // A producer that vouches for its JSON skips the check.
+    g.bench_function("delivery_150B_tick_trusted", |b| {
+        let mut seq = 0u64;
+        b.iter(|| {
+            seq += 1;
+            encode_delivery(&t, seq, &Payload::json_trusted(black_box(TICK)))
         })
     });
     let text = "not json: a plain \"quoted\" line\n".repeat(4);

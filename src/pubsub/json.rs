@@ -2,9 +2,10 @@
 //! text payload can be embedded raw in the delivery envelope.
 //!
 //! Iterative (an explicit bit stack, no recursion), allocation-free up to
-//! 64 levels of nesting, and about three times as fast as skipping the value
-//! with serde_json on a typical tick. The input is a `&str`, so UTF-8 is
-//! already valid.
+//! 64 levels of nesting; strings are scanned eight bytes at a time. On a
+//! 150-byte tick it runs about a quarter fewer instructions than skipping
+//! the value with serde_json (cachegrind: ~2 000 against ~2 600). The input
+//! is a `&str`, so UTF-8 is already valid.
 
 /// Nesting kinds on the stack.
 const OBJECT: bool = true;
@@ -51,14 +52,41 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// `0x01` in every byte.
+const LO: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every byte.
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit set in each byte of `w` that is `"`, `\` or below 0x20 (and
+/// possibly in bytes above such a byte, which the caller never looks at:
+/// only the lowest flagged byte is exact).
+#[inline]
+fn string_stops(w: u64) -> u64 {
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    zero(w ^ (LO * u64::from(b'"')))
+        | zero(w ^ (LO * u64::from(b'\\')))
+        | (w.wrapping_sub(LO * 0x20) & !w & HI)
+}
+
 /// Skips a string whose opening quote is at `i - 1`; the index after the
 /// closing quote, or `None`.
-#[inline]
+#[inline(always)]
 fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        // Runs of plain characters go in one tight scan.
-        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        match b[i] {
+        // Eight bytes at a time to the next quote, backslash or control byte.
+        loop {
+            let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
+                i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+                break;
+            };
+            let stops = string_stops(u64::from_le_bytes(*chunk));
+            if stops != 0 {
+                i += (stops.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        match *b.get(i)? {
             b'"' => return Some(i + 1),
             b'\\' => match *b.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
@@ -77,11 +105,9 @@ fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 #[inline]
-fn skip_digits(b: &[u8], mut i: usize) -> usize {
-    while b.get(i).is_some_and(u8::is_ascii_digit) {
-        i += 1;
-    }
-    i
+fn skip_digits(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or_default();
+    i + rest.iter().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len())
 }
 
 /// Skips a number starting at `i`: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.

@@ -81,6 +81,19 @@ impl<'a> Payload<'a> {
         Payload { kind: Kind::Json(json) }
     }
 
+    /// Text that the caller guarantees is one valid JSON value (a feed that
+    /// formats its own JSON, say), embedded raw without the check (about
+    /// 100 ns for a 150-byte tick). Checked in debug builds only: in release
+    /// builds anything else makes a delivery that clients cannot parse.
+    ///
+    /// ```
+    /// use wsreactor::pubsub::wire::Payload;
+    /// assert!(Payload::json_trusted(r#"{"bid":1.5}"#).is_json());
+    /// ```
+    pub fn json_trusted(json: &'a str) -> Payload<'a> {
+        Payload::json_prevalidated(json)
+    }
+
     /// Whether the payload is embedded raw as JSON.
     pub fn is_json(&self) -> bool {
         matches!(self.kind, Kind::Json(_))
@@ -116,8 +129,9 @@ impl<'a> Payload<'a> {
 /// (so numbers of any size pass, and so do `\u` escapes of lone
 /// surrogates, which the grammar allows). It is iterative: any depth of
 /// nesting passes without growing the call stack (levels past 64 cost one
-/// heap byte each). It agrees with serde_json, and is about three times as
-/// fast on a typical tick.
+/// heap byte each). It agrees with serde_json (tested on random documents)
+/// and runs about a quarter fewer instructions. Producers that always emit
+/// JSON can skip it with [`Payload::json_trusted`].
 ///
 /// ```
 /// use wsreactor::pubsub::wire::is_json;
