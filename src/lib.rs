@@ -4,6 +4,7 @@
 mod handler;
 mod message;
 pub mod proto;
+pub mod pubsub;
 mod reactor;
 mod server;
 mod stats;

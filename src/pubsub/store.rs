@@ -1,0 +1,727 @@
+//! The topic store: per topic the next sequence number, the last value and
+//! an optional bounded history, shared by every reactor and publisher.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::topic::{
+    BuildTopicHasher, DEFAULT_MAX_TOPIC_LEN, MAX_TOPIC_LEN, TopicError, TopicName, topic_hash,
+};
+use super::wire::{Payload, encode_delivery};
+use crate::message::{Frame, Message};
+
+/// How a [`TopicStore`] is sized.
+///
+/// ```
+/// use wsreactor::pubsub::StoreConfig;
+/// let config = StoreConfig { history: 1000, max_topics: 50_000, ..StoreConfig::default() };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Deliveries kept per topic for replay to reconnecting clients. `0` keeps
+    /// none but the last value (which always serves a client exactly one
+    /// message behind). Default 0.
+    pub history: usize,
+    /// The most topics the store holds; a publish that would create one more
+    /// fails with [`StoreError::TooManyTopics`]. Default 100 000.
+    pub max_topics: usize,
+    /// The longest topic name accepted, in bytes (at most 255). Default 128.
+    pub max_topic_len: usize,
+    /// The number of lock shards, rounded up to a power of two. Default 64.
+    pub shards: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history: 0,
+            max_topics: 100_000,
+            max_topic_len: DEFAULT_MAX_TOPIC_LEN,
+            shards: 64,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The topic is new and the store already holds `max` topics.
+    TooManyTopics {
+        /// [`StoreConfig::max_topics`].
+        max: usize,
+    },
+    /// The topic name is not valid (or longer than [`StoreConfig::max_topic_len`]).
+    BadTopic(TopicError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::TooManyTopics { max } => {
+                write!(f, "the server already holds its maximum of {max} topics")
+            }
+            StoreError::BadTopic(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<TopicError> for StoreError {
+    fn from(e: TopicError) -> Self {
+        StoreError::BadTopic(e)
+    }
+}
+
+/// What a client that last saw sequence number `seq` on a topic needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// Nothing: `seq` is the latest.
+    UpToDate,
+    /// The deliveries after `seq`, oldest first, with their sequence numbers.
+    Frames(Vec<(u64, Frame)>),
+    /// The history does not reach back to `seq + 1`, or `seq` is ahead of the
+    /// topic (the client saw an earlier run of the server): the client must
+    /// start over from `latest`, whose delivery is `snapshot` (`None` when
+    /// nothing was ever published, `latest` then being 0).
+    Resync {
+        /// The topic's latest sequence number.
+        latest: u64,
+        /// The latest delivery (the last value).
+        snapshot: Option<Frame>,
+    },
+}
+
+/// Per-topic state.
+struct Slot {
+    /// The sequence number the next publish gets (the first is 1). Written
+    /// only while `log` is locked; read without the lock as a guess.
+    next: AtomicU64,
+    /// The last deliveries, oldest first, contiguous in seq; at most
+    /// `max(history, 1)`: the back is the last value.
+    log: Mutex<VecDeque<(u64, Frame)>>,
+}
+
+/// One lock shard, alone on its cache lines.
+#[repr(align(128))]
+struct Shard(RwLock<HashMap<TopicName, Slot, BuildTopicHasher>>);
+
+/// Topics, their sequence numbers, last values and histories, shared by all
+/// reactors and publisher threads (`Send + Sync`; put it in an `Arc`).
+///
+/// A publish is encoded once into a [`Frame`] that every subscriber's queue
+/// shares, and that also serves as the topic's last value and history entry.
+///
+/// # Locking and order
+/// Topics are spread over `shards` read-write locks by a hash of the name;
+/// publishing to an existing topic takes its shard's lock for reading
+/// (publishers of different topics never wait for each other, even in one
+/// shard) and then the topic's own mutex. Only creating a topic takes a
+/// shard's write lock.
+///
+/// Sequence numbers start at 1 and are assigned under the topic's mutex, so
+/// they are dense and the history is in order. The frame embeds its seq,
+/// yet it is encoded *outside* the mutex: the publisher reads the next seq
+/// without the lock, encodes with it, then locks and checks that the seq is
+/// still the next one. With one publishing thread per topic (the usual
+/// case) it always is, and the critical section is a compare, an increment
+/// and a queue push. When another thread published in between, the frame is
+/// encoded again under the lock with the right seq: still correct, just
+/// serialized. The JSON check of the payload always happens outside.
+///
+/// Hand the frame to the reactors with [`TopicStore::publish_with`] when
+/// several threads may publish to one topic: its callback runs under the
+/// topic's mutex, so reactors receive the frames in seq order.
+///
+/// # Memory
+/// A topic costs about 100 bytes plus its name and up to `max(history, 1)`
+/// frames; topics are never removed (they live as long as the store), and
+/// there are at most `max_topics` of them. Subscribing creates nothing here:
+/// only publishes do.
+///
+/// ```
+/// use wsreactor::Message;
+/// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+///
+/// let store = TopicStore::new(StoreConfig { history: 100, ..StoreConfig::default() });
+/// let topic = TopicName::new("md.BTC-USD")?;
+/// let (seq, frame) = store.publish(&topic, Message::Text(r#"{"bid":1}"#))?;
+/// assert_eq!(seq, 1);
+/// store.publish(&topic, Message::Text(r#"{"bid":2}"#))?;
+///
+/// // A new subscriber gets the last value at once.
+/// assert_eq!(store.snapshot("md.BTC-USD").map(|(seq, _)| seq), Some(2));
+/// // A client that saw seq 1 gets seq 2 from the history; the first frame
+/// // published is shared, not copied.
+/// match store.since("md.BTC-USD", 0) {
+///     Since::Frames(frames) => assert_eq!(frames[0], (1, frame)),
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(store.since("md.BTC-USD", 2), Since::UpToDate);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TopicStore {
+    shards: Box<[Shard]>,
+    /// `shards.len() - 1`.
+    mask: usize,
+    /// How many topics exist (or are being created).
+    topics: AtomicUsize,
+    /// `max(history, 1)`.
+    log_cap: usize,
+    config: StoreConfig,
+}
+
+impl fmt::Debug for TopicStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicStore")
+            .field("topics", &self.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // The maps are consistent at every point a panic could leave them.
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A publish callback may panic with the log locked; the log is complete
+    // before the callback runs.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TopicStore {
+    /// An empty store.
+    pub fn new(mut config: StoreConfig) -> TopicStore {
+        config.shards = config.shards.clamp(1, 1 << 16).next_power_of_two();
+        config.max_topic_len = config.max_topic_len.min(MAX_TOPIC_LEN);
+        let shards = (0..config.shards).map(|_| Shard(RwLock::default())).collect();
+        TopicStore {
+            shards,
+            mask: config.shards - 1,
+            topics: AtomicUsize::new(0),
+            log_cap: config.history.max(1),
+            config,
+        }
+    }
+
+    /// The configuration in force (shards rounded, topic length capped).
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// How many topics the store holds.
+    pub fn len(&self) -> usize {
+        self.topics.load(Ordering::Relaxed).min(self.config.max_topics)
+    }
+
+    /// Whether no topic was ever published.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, name: &str) -> &RwLock<HashMap<TopicName, Slot, BuildTopicHasher>> {
+        // The low bits pick the shard; the map's own buckets use the high ones.
+        &self.shards[topic_hash(name) as usize & self.mask].0
+    }
+
+    /// Publishes `payload` on `topic`: assigns the next sequence number,
+    /// encodes the delivery once, and keeps it as the last value (and in the
+    /// history). Returns the seq and the shared frame to fan out.
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{StoreConfig, TopicName, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig::default());
+    /// let t = TopicName::new("md.ETH-USD")?;
+    /// assert_eq!(store.publish(&t, Message::Text("1"))?.0, 1);
+    /// assert_eq!(store.publish(&t, Message::Binary(&[1, 2]))?.0, 2);
+    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
+    /// ```
+    pub fn publish(
+        &self,
+        topic: &TopicName,
+        payload: Message<'_>,
+    ) -> Result<(u64, Frame), StoreError> {
+        self.publish_payload(topic, &Payload::new(payload))
+    }
+
+    /// [`publish`](Self::publish) with a topic given as a string, validated
+    /// against the store's rules. No allocation unless the topic is new.
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{StoreConfig, StoreError, TopicError, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig::default());
+    /// assert!(store.publish_str("md.SOL-USD", Message::Text("1")).is_ok());
+    /// assert_eq!(
+    ///     store.publish_str("bad topic", Message::Text("1")),
+    ///     Err(StoreError::BadTopic(TopicError::BadByte { at: 3 }))
+    /// );
+    /// ```
+    pub fn publish_str(
+        &self,
+        topic: &str,
+        payload: Message<'_>,
+    ) -> Result<(u64, Frame), StoreError> {
+        self.publish_inner(topic, None, &Payload::new(payload), |seq, f| (seq, f.clone()))
+    }
+
+    /// [`publish`](Self::publish) with a payload already inspected (see
+    /// [`Payload`]), e.g. the `data` of a parsed publish op.
+    pub fn publish_payload(
+        &self,
+        topic: &TopicName,
+        payload: &Payload<'_>,
+    ) -> Result<(u64, Frame), StoreError> {
+        self.publish_inner(topic.as_str(), Some(topic), payload, |seq, f| (seq, f.clone()))
+    }
+
+    /// Publishes like [`publish_payload`](Self::publish_payload) and calls
+    /// `deliver(seq, &frame)` while the topic is still locked, so that
+    /// concurrent publishers of one topic hand their frames on (e.g. to the
+    /// reactors' inboxes) in seq order. Keep `deliver` short: it holds up
+    /// other publishers of this topic, and must not publish to it.
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{StoreConfig, TopicName, TopicStore, wire::Payload};
+    ///
+    /// let store = TopicStore::new(StoreConfig::default());
+    /// let t = TopicName::new("md.ADA-USD")?;
+    /// let mut outbox = Vec::new();
+    /// store.publish_with(&t, &Payload::new(Message::Text("1")), |seq, frame| {
+    ///     outbox.push((seq, frame.clone()))
+    /// })?;
+    /// assert_eq!(outbox[0].0, 1);
+    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
+    /// ```
+    pub fn publish_with<R>(
+        &self,
+        topic: &TopicName,
+        payload: &Payload<'_>,
+        deliver: impl FnOnce(u64, &Frame) -> R,
+    ) -> Result<R, StoreError> {
+        self.publish_inner(topic.as_str(), Some(topic), payload, deliver)
+    }
+
+    fn publish_inner<R>(
+        &self,
+        name: &str,
+        owned: Option<&TopicName>,
+        payload: &Payload<'_>,
+        deliver: impl FnOnce(u64, &Frame) -> R,
+    ) -> Result<R, StoreError> {
+        let shard = self.shard(name);
+        {
+            let map = read(shard);
+            if let Some((topic, slot)) = map.get_key_value(name) {
+                return Ok(self.publish_slot(topic, slot, payload, deliver));
+            }
+        }
+        // A new topic (or a bad name: validate before counting anything).
+        let topic = match owned {
+            Some(t) if t.len() <= self.config.max_topic_len => t.clone(),
+            Some(t) => {
+                return Err(
+                    TopicError::TooLong { len: t.len(), max: self.config.max_topic_len }.into()
+                );
+            }
+            None => TopicName::with_max_len(name, self.config.max_topic_len)?,
+        };
+        let mut map = write(shard);
+        if !map.contains_key(name) {
+            let max = self.config.max_topics;
+            if self.topics.fetch_add(1, Ordering::Relaxed) >= max {
+                self.topics.fetch_sub(1, Ordering::Relaxed);
+                return Err(StoreError::TooManyTopics { max });
+            }
+            let log = VecDeque::with_capacity(self.log_cap.min(64));
+            map.insert(topic, Slot { next: AtomicU64::new(1), log: Mutex::new(log) });
+        }
+        // Publish under the write lock: this happens once per topic.
+        match map.get_key_value(name) {
+            Some((topic, slot)) => Ok(self.publish_slot(topic, slot, payload, deliver)),
+            None => unreachable!("topic inserted under this lock"),
+        }
+    }
+
+    fn publish_slot<R>(
+        &self,
+        topic: &TopicName,
+        slot: &Slot,
+        payload: &Payload<'_>,
+        deliver: impl FnOnce(u64, &Frame) -> R,
+    ) -> R {
+        // Optimistic: encode with the seq we expect, outside the mutex.
+        let guess = slot.next.load(Ordering::Relaxed);
+        let mut frame = encode_delivery(topic, guess, payload);
+        let mut log = lock(&slot.log);
+        let seq = slot.next.load(Ordering::Relaxed);
+        let stale = if seq != guess {
+            // Another publisher of this topic got in first: encode again, in order.
+            Some(std::mem::replace(&mut frame, encode_delivery(topic, seq, payload)))
+        } else {
+            None
+        };
+        slot.next.store(seq + 1, Ordering::Relaxed);
+        let evicted = if log.len() >= self.log_cap { log.pop_front() } else { None };
+        log.push_back((seq, frame.clone()));
+        let r = deliver(seq, &frame);
+        drop(log);
+        // Frees (if these were the last references) after unlocking.
+        drop((stale, evicted));
+        r
+    }
+
+    /// The topic's latest delivery (its last value) and its seq, for a new
+    /// subscriber; `None` if nothing was ever published on it.
+    pub fn snapshot(&self, topic: &str) -> Option<(u64, Frame)> {
+        let map = read(self.shard(topic));
+        let slot = map.get(topic)?;
+        lock(&slot.log).back().cloned()
+    }
+
+    /// The topic's latest sequence number (0: nothing published yet).
+    pub fn latest_seq(&self, topic: &str) -> u64 {
+        let map = read(self.shard(topic));
+        map.get(topic).map_or(0, |slot| {
+            let _log = lock(&slot.log);
+            slot.next.load(Ordering::Relaxed) - 1
+        })
+    }
+
+    /// What a client that last saw `seq` on `topic` (0: none) has missed.
+    ///
+    /// `Frames` when the history (or, with no history, the last value) holds
+    /// every delivery after `seq`; `UpToDate` when `seq` is the latest;
+    /// `Resync` when deliveries after `seq` are gone, or when `seq` is ahead of
+    /// the topic (a seq from an earlier run of the server).
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig { history: 2, ..StoreConfig::default() });
+    /// let t = TopicName::new("a")?;
+    /// for i in 1..=5 {
+    ///     store.publish(&t, Message::Text(&i.to_string()))?;
+    /// }
+    /// // Seqs 4 and 5 are held.
+    /// assert!(matches!(store.since("a", 3), Since::Frames(f) if f.len() == 2));
+    /// assert!(matches!(store.since("a", 2), Since::Resync { latest: 5, snapshot: Some(_) }));
+    /// assert!(matches!(store.since("a", 9), Since::Resync { latest: 5, .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn since(&self, topic: &str, seq: u64) -> Since {
+        let map = read(self.shard(topic));
+        let Some(slot) = map.get(topic) else {
+            return if seq == 0 {
+                Since::UpToDate
+            } else {
+                Since::Resync { latest: 0, snapshot: None }
+            };
+        };
+        let log = lock(&slot.log);
+        let latest = slot.next.load(Ordering::Relaxed) - 1;
+        if seq == latest {
+            return Since::UpToDate;
+        }
+        let resync = || Since::Resync { latest, snapshot: log.back().map(|(_, f)| f.clone()) };
+        if seq > latest {
+            return resync();
+        }
+        // seq < latest, so the log is not empty; it is contiguous up to latest.
+        match log.front() {
+            Some(&(oldest, _)) if oldest <= seq + 1 => {
+                let skip = usize::try_from(seq + 1 - oldest).unwrap_or(usize::MAX);
+                Since::Frames(log.iter().skip(skip).cloned().collect())
+            }
+            _ => resync(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::OpCode;
+    use crate::pubsub::frame_body;
+    use serde_json::Value;
+    use std::sync::Arc;
+    use std::thread;
+
+    fn t(s: &str) -> TopicName {
+        TopicName::new(s).unwrap()
+    }
+
+    fn json(frame: &Frame) -> Value {
+        let (op, body) = frame_body(frame);
+        assert_eq!(op, OpCode::Text);
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn seqs(since: &Since) -> Vec<u64> {
+        match since {
+            Since::Frames(f) => f
+                .iter()
+                .map(|(s, fr)| {
+                    assert_eq!(json(fr)["seq"], *s);
+                    *s
+                })
+                .collect(),
+            other => panic!("not frames: {other:?}"),
+        }
+    }
+
+    fn store(history: usize) -> TopicStore {
+        TopicStore::new(StoreConfig { history, ..StoreConfig::default() })
+    }
+
+    #[test]
+    fn send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<TopicStore>();
+    }
+
+    #[test]
+    fn seqs_start_at_one_per_topic() {
+        let s = store(0);
+        let (a, b) = (t("a"), t("b"));
+        assert_eq!(s.publish(&a, Message::Text("1")).unwrap().0, 1);
+        assert_eq!(s.publish(&a, Message::Text("2")).unwrap().0, 2);
+        assert_eq!(s.publish(&b, Message::Text("1")).unwrap().0, 1);
+        assert_eq!(s.publish_str("a", Message::Text("3")).unwrap().0, 3);
+        assert_eq!((s.latest_seq("a"), s.latest_seq("b"), s.latest_seq("c")), (3, 1, 0));
+        assert_eq!(s.len(), 2);
+        assert!(!s.is_empty());
+        assert!(store(0).is_empty());
+    }
+
+    #[test]
+    fn frame_is_the_delivery() {
+        let s = store(0);
+        let (seq, f) = s.publish(&t("md.X"), Message::Text(r#"{"p":1}"#)).unwrap();
+        let v = json(&f);
+        assert_eq!(v, serde_json::json!({"topic":"md.X","seq":seq,"data":{"p":1}}));
+        let (seq, f) = s.publish(&t("md.X"), Message::Binary(&[5])).unwrap();
+        let (op, body) = frame_body(&f);
+        assert_eq!(op, OpCode::Binary);
+        let d = crate::pubsub::wire::decode_binary_delivery(&body).unwrap();
+        assert_eq!((d.topic, d.seq, d.payload), ("md.X", seq, &[5][..]));
+    }
+
+    #[test]
+    fn last_value_cache() {
+        let s = store(0);
+        assert_eq!(s.snapshot("a"), None);
+        let a = t("a");
+        let (_, f1) = s.publish(&a, Message::Text("1")).unwrap();
+        assert_eq!(s.snapshot("a"), Some((1, f1)));
+        let (_, f2) = s.publish(&a, Message::Text("\"two\"")).unwrap();
+        let snap = s.snapshot("a").unwrap();
+        assert_eq!(snap, (2, f2.clone()));
+        // The same shared bytes, not a copy.
+        assert!(Arc::ptr_eq(snap.1.plain(), f2.plain()));
+        assert_eq!(json(&snap.1)["data"], "two");
+        assert_eq!(s.snapshot("b"), None);
+    }
+
+    #[test]
+    fn since_without_history_uses_the_last_value() {
+        let s = store(0);
+        let a = t("a");
+        assert_eq!(s.since("a", 0), Since::UpToDate);
+        assert_eq!(s.since("a", 5), Since::Resync { latest: 0, snapshot: None });
+        for i in 1..=3 {
+            s.publish(&a, Message::Text(&i.to_string())).unwrap();
+        }
+        assert_eq!(seqs(&s.since("a", 2)), [3]);
+        assert_eq!(s.since("a", 3), Since::UpToDate);
+        let snap = s.snapshot("a").map(|(_, f)| f);
+        assert_eq!(s.since("a", 1), Since::Resync { latest: 3, snapshot: snap.clone() });
+        assert_eq!(s.since("a", 0), Since::Resync { latest: 3, snapshot: snap.clone() });
+        assert_eq!(s.since("a", 4), Since::Resync { latest: 3, snapshot: snap });
+    }
+
+    #[test]
+    fn history_replay_and_resync_boundaries() {
+        let s = store(5);
+        let a = t("a");
+        // Fewer than `history` published: all replayable from 0.
+        for i in 1..=3 {
+            s.publish(&a, Message::Text(&i.to_string())).unwrap();
+        }
+        assert_eq!(seqs(&s.since("a", 0)), [1, 2, 3]);
+        for i in 4..=12 {
+            s.publish(&a, Message::Text(&i.to_string())).unwrap();
+        }
+        // Held: 8..=12.
+        assert_eq!(
+            seqs(&s.since("a", 7)),
+            [8, 9, 10, 11].into_iter().chain([12]).collect::<Vec<_>>()
+        );
+        assert_eq!(seqs(&s.since("a", 8)), [9, 10, 11, 12]);
+        assert_eq!(seqs(&s.since("a", 11)), [12]);
+        assert_eq!(s.since("a", 12), Since::UpToDate);
+        assert!(matches!(s.since("a", 6), Since::Resync { latest: 12, snapshot: Some(_) }));
+        assert!(matches!(s.since("a", 0), Since::Resync { latest: 12, .. }));
+        assert!(matches!(s.since("a", 13), Since::Resync { latest: 12, .. }));
+        assert!(matches!(s.since("a", u64::MAX), Since::Resync { latest: 12, .. }));
+        // The replayed frames carry their data.
+        if let Since::Frames(f) = s.since("a", 10) {
+            assert_eq!(json(&f[0].1)["data"], 11);
+        }
+    }
+
+    #[test]
+    fn history_of_one() {
+        let s = store(1);
+        let a = t("a");
+        s.publish(&a, Message::Text("1")).unwrap();
+        s.publish(&a, Message::Text("2")).unwrap();
+        assert_eq!(seqs(&s.since("a", 1)), [2]);
+        assert!(matches!(s.since("a", 0), Since::Resync { latest: 2, .. }));
+    }
+
+    #[test]
+    fn topic_cap() {
+        let s = TopicStore::new(StoreConfig { max_topics: 2, ..StoreConfig::default() });
+        s.publish(&t("a"), Message::Text("1")).unwrap();
+        s.publish(&t("b"), Message::Text("1")).unwrap();
+        let err = s.publish(&t("c"), Message::Text("1")).unwrap_err();
+        assert_eq!(err, StoreError::TooManyTopics { max: 2 });
+        assert!(err.to_string().contains("maximum of 2 topics"));
+        assert_eq!(
+            s.publish_str("c", Message::Text("1")),
+            Err(StoreError::TooManyTopics { max: 2 })
+        );
+        // Existing topics still work; the count is not inflated by refusals.
+        assert_eq!(s.publish(&t("a"), Message::Text("2")).unwrap().0, 2);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.snapshot("c"), None);
+    }
+
+    #[test]
+    fn topic_names_checked() {
+        let s = TopicStore::new(StoreConfig { max_topic_len: 4, ..StoreConfig::default() });
+        assert_eq!(
+            s.publish(&t("abcde"), Message::Text("1")),
+            Err(StoreError::BadTopic(TopicError::TooLong { len: 5, max: 4 }))
+        );
+        assert_eq!(
+            s.publish_str("abcde", Message::Text("1")),
+            Err(StoreError::BadTopic(TopicError::TooLong { len: 5, max: 4 }))
+        );
+        assert_eq!(
+            s.publish_str("", Message::Text("1")),
+            Err(StoreError::BadTopic(TopicError::Empty))
+        );
+        assert!(s.is_empty());
+        let big =
+            TopicStore::new(StoreConfig { max_topic_len: 1000, shards: 3, ..Default::default() });
+        assert_eq!(big.config().max_topic_len, 255);
+        assert_eq!(big.config().shards, 4);
+        assert!(format!("{big:?}").contains("TopicStore"));
+    }
+
+    #[test]
+    fn publish_with_runs_in_order() {
+        let s = store(0);
+        let a = t("a");
+        let p = Payload::new(Message::Text("1"));
+        let got = s.publish_with(&a, &p, |seq, f| (seq, f.len())).unwrap();
+        assert_eq!(got.0, 1);
+        assert!(got.1 > 0);
+    }
+
+    #[test]
+    fn concurrent_publishes_keep_seq_order() {
+        // Four threads on one topic, plus one thread per own topic.
+        let s = Arc::new(store(10_000));
+        let shared = t("shared");
+        let per_thread = 2_000;
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let own = t(&format!("own.{i}"));
+                    let mut delivered = Vec::new();
+                    for n in 0..per_thread {
+                        let data = format!("{{\"t\":{i},\"n\":{n}}}");
+                        let p = Payload::text(&data);
+                        let seq = s.publish_with(&shared, &p, |seq, f| {
+                            delivered.push((seq, f.clone()));
+                            seq
+                        });
+                        assert!(seq.is_ok());
+                        let (own_seq, _) = s.publish(&own, Message::Text(&data)).unwrap();
+                        assert_eq!(own_seq, n + 1);
+                    }
+                    delivered
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            let delivered = h.join().unwrap();
+            // Each thread's own seqs rise, and every frame embeds its seq.
+            assert!(delivered.windows(2).all(|w| w[0].0 < w[1].0));
+            for (seq, f) in &delivered {
+                assert_eq!(json(f)["seq"], *seq);
+            }
+            all.extend(delivered.into_iter().map(|(s, _)| s));
+        }
+        all.sort_unstable();
+        let n = 4 * per_thread;
+        assert_eq!(all, (1..=n).collect::<Vec<_>>(), "seqs are dense and unique");
+        // The history is contiguous and each thread's messages are in its order.
+        let Since::Frames(hist) = s.since("shared", 0) else { panic!("history") };
+        assert_eq!(hist.len() as u64, n);
+        let mut last_n = [-1i64; 4];
+        for (i, (seq, f)) in hist.iter().enumerate() {
+            let v = json(f);
+            assert_eq!(v["seq"], *seq);
+            assert_eq!(*seq, i as u64 + 1);
+            let (th, k) =
+                (v["data"]["t"].as_u64().unwrap() as usize, v["data"]["n"].as_i64().unwrap());
+            assert!(k > last_n[th]);
+            last_n[th] = k;
+        }
+        assert_eq!(s.snapshot("shared").map(|(q, _)| q), Some(n));
+    }
+
+    #[test]
+    fn concurrent_topic_creation_respects_the_cap() {
+        let s = Arc::new(TopicStore::new(StoreConfig { max_topics: 50, ..StoreConfig::default() }));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                thread::spawn(move || {
+                    (0..100)
+                        .filter(|n| {
+                            s.publish_str(&format!("t{}", (n * 4 + i) % 120), Message::Text("1"))
+                                .is_ok()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(ok >= 50);
+        assert_eq!(s.len(), 50);
+        let held = (0..120).filter(|i| s.snapshot(&format!("t{i}")).is_some()).count();
+        assert_eq!(held, 50);
+    }
+}
