@@ -6,7 +6,9 @@ use std::fmt;
 use crate::message::{Frame, Message};
 use crate::proto::CloseCode;
 use crate::proto::handshake::Request;
-use crate::reactor::{Conn, Env};
+use crate::pubsub::wire::Payload;
+use crate::pubsub::{StoreError, TopicName, TopicStore};
+use crate::reactor::{Conn, Env, TOPICS};
 use crate::server::ServerHandle;
 
 /// Application callbacks, one handler value per reactor thread.
@@ -224,6 +226,43 @@ impl<'a, C> Ctx<'a, C> {
     /// included. It is encoded once; every queue shares the bytes.
     pub fn broadcast(&mut self, msg: Message<'_>) {
         self.env.broadcast_local(Frame::new(msg));
+    }
+
+    /// Subscribes this connection to `topic`: every message published on
+    /// it from now on is queued here (the frame shared with every other
+    /// subscriber). False if it already was. Send the topic's last value
+    /// yourself if you want one ([`Ctx::topics`]`.snapshot(..)`), after
+    /// subscribing, so that no publish is missed in between.
+    pub fn subscribe(&mut self, topic: &TopicName) -> bool {
+        self.conn.flags |= TOPICS;
+        self.env.topics.subscribe(self.slot, self.conn.generation, topic)
+    }
+
+    /// Unsubscribes from `topic`; false if not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.env.topics.unsubscribe(self.slot, topic)
+    }
+
+    /// Whether this connection is subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.env.topics.is_subscribed(self.slot, topic)
+    }
+
+    /// How many topics this connection is subscribed to.
+    pub fn subscriptions(&self) -> usize {
+        self.env.topics.count(self.slot)
+    }
+
+    /// Publishes on `topic` to its subscribers on every reactor (see
+    /// [`crate::Publisher::publish`]); returns the sequence number.
+    pub fn publish(&mut self, topic: &TopicName, payload: &Payload) -> Result<u64, StoreError> {
+        let local = Some((self.env.reactor_id, &mut self.env.local_publishes));
+        self.env.handle.publish_payload(topic, payload, local)
+    }
+
+    /// The topic store: last values, history and sequence numbers.
+    pub fn topics(&self) -> &TopicStore {
+        &self.env.handle.shared.store
     }
 
     /// Bytes queued for this connection and not yet written.

@@ -16,5 +16,5 @@ pub use message::{Frame, Message};
 pub use proto::CloseCode;
 pub use proto::deflate::{DeflateConfig, Mode as Compression};
 pub use proto::handshake::Request;
-pub use server::{Builder, NoHandler, Running, Server, ServerHandle};
+pub use server::{Builder, NoHandler, Publisher, Running, Server, ServerHandle, SlowConsumer};
 pub use stats::Stats;

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::handler::Handler;
 use crate::message::Frame;
+use crate::message::Message;
 use crate::proto::deflate::{DeflateConfig, Mode as Compression};
+use crate::pubsub::wire::Payload;
+use crate::pubsub::{StoreConfig, StoreError, TopicName, TopicStore};
 use crate::reactor::inbox::{Command, Inbox};
 use crate::reactor::{self, Reactor};
 use crate::stats::{Counters, Stats};
@@ -27,6 +30,24 @@ pub(crate) struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) timeouts: Timeouts,
     pub(crate) deflate: DeflateConfig,
+    pub(crate) topics: StoreConfig,
+    pub(crate) slow_consumer: SlowConsumer,
+}
+
+/// What happens to a subscriber whose output queue is full
+/// (`max_backpressure`) when a topic message arrives for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// Close it with 1008 ("slow consumer") after its queued output (default).
+    #[default]
+    Close,
+    /// Drop the new message for it (counted in `Stats::sends_dropped`); the
+    /// gap shows in the topic's sequence numbers.
+    Drop,
+    /// Replace its newest queued, unsent message of the same topic with the
+    /// new one: it gets fewer, newer messages, never stale ones (drop if it
+    /// has none queued for that topic).
+    Conflate,
 }
 
 /// The connection timeouts; `Duration::ZERO` turns one off.
@@ -69,6 +90,8 @@ impl Default for Config {
             read_buffer_size: 256 << 10,
             timeouts: Timeouts::default(),
             deflate: DeflateConfig::default(),
+            topics: StoreConfig::default(),
+            slow_consumer: SlowConsumer::default(),
         }
     }
 }
@@ -260,6 +283,19 @@ impl<F> Builder<F> {
         self
     }
 
+    /// Topic settings: history kept per topic for reconnecting clients, the
+    /// most topics, the longest topic name (see [`StoreConfig`]).
+    pub fn topics(mut self, cfg: StoreConfig) -> Self {
+        self.cfg.topics = cfg;
+        self
+    }
+
+    /// What to do with a subscriber that cannot keep up (default: close it).
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.cfg.slow_consumer = policy;
+        self
+    }
+
     /// The granularity of every timeout (default 100 ms); timeouts fire up
     /// to one tick late, never early.
     pub fn timer_tick(mut self, d: Duration) -> Self {
@@ -295,7 +331,9 @@ where
             inboxes.push(Arc::clone(&inbox));
             parts.push(reactor::Parts { poll, listener, inbox });
         }
+        let store = Arc::new(TopicStore::new(cfg.topics.clone()));
         let shared = Arc::new(Shared {
+            store,
             counters: (0..cfg.reactors).map(|_| Arc::default()).collect(),
             inboxes,
             open: AtomicUsize::new(0),
@@ -345,6 +383,11 @@ impl<H: Handler> Server<H> {
     /// A handle for other threads: broadcast, shut down, count connections.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
+    }
+
+    /// A handle to publish on topics from any thread.
+    pub fn publisher(&self) -> Publisher {
+        self.handle.publisher()
     }
 
     /// Starts reactors `first..` on their own threads.
@@ -435,6 +478,8 @@ impl Running {
 
 pub(crate) struct Shared {
     pub(crate) inboxes: Vec<Arc<Inbox>>,
+    /// Topics: sequence numbers, last values, history.
+    pub(crate) store: Arc<TopicStore>,
     /// One set per reactor, each on its own cache line.
     pub(crate) counters: Vec<Arc<Counters>>,
     open: AtomicUsize,
@@ -494,6 +539,34 @@ impl ServerHandle {
         self.shared.open.load(Ordering::Relaxed)
     }
 
+    /// A handle to publish on topics from any thread.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { handle: self.clone() }
+    }
+
+    /// Encodes a publish once, numbers it, and hands it to every reactor in
+    /// sequence order (under the topic's lock).
+    pub(crate) fn publish_payload(
+        &self,
+        topic: &TopicName,
+        payload: &Payload,
+        local: Option<(usize, &mut Vec<(TopicName, Frame)>)>,
+    ) -> Result<u64, StoreError> {
+        let shared = &self.shared;
+        shared.store.publish_with(topic, payload, |seq, frame| {
+            let mine = local.as_ref().map(|(id, _)| *id);
+            for (i, inbox) in shared.inboxes.iter().enumerate() {
+                if Some(i) != mine {
+                    self.post(inbox, Command::Publish(topic.clone(), frame.clone()));
+                }
+            }
+            if let Some((_, list)) = local {
+                list.push((topic.clone(), frame.clone()));
+            }
+            seq
+        })
+    }
+
     /// The server's counters, summed over its reactors.
     pub fn stats(&self) -> Stats {
         Stats::sum(self.shared.counters.iter().map(|c| &**c))
@@ -521,5 +594,50 @@ impl ServerHandle {
 
     pub(crate) fn closed(&self) {
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Publishes on topics from any thread: cheap to clone, `Send + Sync`.
+///
+/// A publish is numbered (per topic, from 1), encoded once into a frame that
+/// every subscriber's queue shares, kept as the topic's last value (and in
+/// its history), and handed to every reactor.
+///
+/// ```
+/// # use wsreactor::{Handler, Message, Server};
+/// # struct App; impl Handler for App { type Conn = (); }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::builder().bind("127.0.0.1:0")?.reactors(1).handler(|_| App).build()?;
+/// let publisher = server.publisher();
+/// let running = server.spawn()?;
+/// let seq = publisher.publish("md.BTC-USD", Message::Text(r#"{"bid":64000.5}"#))?;
+/// assert_eq!(seq, 1);
+/// running.shutdown(std::time::Duration::from_secs(1))?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    handle: ServerHandle,
+}
+
+impl Publisher {
+    /// Publishes `msg` on `topic`; returns its sequence number. Fails for a
+    /// bad topic name or when the server holds its maximum number of topics.
+    pub fn publish(&self, topic: &str, msg: Message<'_>) -> Result<u64, StoreError> {
+        let name = TopicName::with_max_len(topic, self.store().config().max_topic_len)
+            .map_err(StoreError::from)?;
+        self.publish_to(&name, &Payload::new(msg))
+    }
+
+    /// Publishes an already validated payload (e.g. trusted JSON that skips
+    /// the syntax check: [`Payload::json_trusted`]).
+    pub fn publish_to(&self, topic: &TopicName, payload: &Payload) -> Result<u64, StoreError> {
+        self.handle.publish_payload(topic, payload, None)
+    }
+
+    /// The topic store: last values, history, sequence numbers.
+    pub fn store(&self) -> &TopicStore {
+        &self.handle.shared.store
     }
 }

@@ -19,9 +19,10 @@ pub(crate) enum Counter {
     MessagesReceived,
     SendsDropped,
     Compressions,
+    SlowConsumers,
 }
 
-const COUNTERS: usize = Counter::Compressions as usize + 1;
+const COUNTERS: usize = Counter::SlowConsumers as usize + 1;
 
 /// One reactor's counters, written only by that reactor.
 #[repr(align(64))]
@@ -88,6 +89,8 @@ pub struct Stats {
     /// Messages compressed (permessage-deflate). In `shared` mode a broadcast
     /// counts once however many connections receive it.
     pub compressions: u64,
+    /// Subscribers closed (1008) for not keeping up with their topics.
+    pub slow_consumers: u64,
 }
 
 impl Stats {
@@ -107,6 +110,7 @@ impl Stats {
             s.messages_received += c.get(Counter::MessagesReceived);
             s.sends_dropped += c.get(Counter::SendsDropped);
             s.compressions += c.get(Counter::Compressions);
+            s.slow_consumers += c.get(Counter::SlowConsumers);
         }
         s
     }

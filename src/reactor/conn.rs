@@ -17,6 +17,7 @@ use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::{CloseCode, Decoder};
+use crate::server::SlowConsumer;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub(crate) const PENDING_INPUT: u16 = 1 << 8;
 pub(crate) const PING_OUT: u16 = 1 << 9;
 /// permessage-deflate was negotiated (its state is in the reactor's `Deflate`).
 pub(crate) const DEFLATE: u16 = 1 << 10;
+/// The connection subscribed to topics (its sets are in the reactor's `Topics`).
+pub(crate) const TOPICS: u16 = 1 << 11;
 
 /// `timer_due` when the connection has no entry in the timer wheel.
 pub(crate) const NO_TIMER: u32 = u32::MAX;
@@ -265,6 +268,42 @@ impl<C> Conn<C> {
         self.bufs_mut(env).out.push_shared(bytes);
         self.last_msg = env.tick;
         self.status()
+    }
+
+    /// Queues a topic's frame, tagged for conflation. `Dropped` when the
+    /// queue is full and conflation (if that is the policy) found nothing to
+    /// replace: the caller applies the slow-consumer policy.
+    pub(crate) fn send_topic(
+        &mut self,
+        env: &mut Env,
+        slot: usize,
+        frame: &Frame,
+        tag: u32,
+    ) -> SendStatus {
+        if !self.is_open() {
+            return env.dropped();
+        }
+        if self.has(DEFLATE) && env.deflate.dedicated() {
+            return self.send_message(env, slot, frame.message());
+        }
+        let bytes = match self.has(DEFLATE) {
+            true => env.deflate.shared(slot, frame).unwrap_or_else(|| Arc::clone(frame.plain())),
+            false => Arc::clone(frame.plain()),
+        };
+        if self.admits(env, bytes.len()) {
+            self.bufs_mut(env).out.push_tagged(bytes, tag);
+            self.last_msg = env.tick;
+            return self.status();
+        }
+        let cap = env.cfg.max_backpressure;
+        if env.cfg.slow_consumer == SlowConsumer::Conflate {
+            if let Some(b) = self.bufs.as_mut() {
+                if b.out.conflate(tag, bytes, cap) {
+                    return SendStatus::Backpressured;
+                }
+            }
+        }
+        env.dropped()
     }
 
     /// Queues a control frame (pong, close); these bypass the cap.

@@ -7,11 +7,14 @@ use std::time::Instant;
 use mio::Waker;
 
 use crate::message::Frame;
+use crate::pubsub::TopicName;
 
 /// What other threads can ask of a reactor.
 pub(crate) enum Command {
     /// Send these encoded frames to every open connection.
     Broadcast(Vec<Frame>),
+    /// Send this topic's frame to the topic's subscribers.
+    Publish(TopicName, Frame),
     /// Stop accepting, close every connection with 1001, exit by the deadline.
     Shutdown(Instant),
 }

@@ -15,6 +15,7 @@ pub(crate) mod inbox;
 pub(crate) mod listener;
 mod outq;
 pub(crate) mod timer;
+mod topics;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -26,20 +27,22 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use self::buf::Pool;
-pub(crate) use self::conn::Conn;
 use self::conn::{
     AGAIN, Bufs, DEFLATE, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT,
     READ_PAUSED, SHUT_WR, State, Ticks, WRITE_BLOCKED, before,
 };
+pub(crate) use self::conn::{Conn, TOPICS};
 use self::deflate::Deflate;
 use self::inbox::{Command, Inbox};
 use self::timer::Wheel;
+use self::topics::{Member, Topics};
 use crate::handler::{Accept, Ctx, Handler, Reject, SendStatus};
 use crate::message::{Frame, Message};
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::{CloseCode, Decoded, DecoderConfig, Event, ProtoError};
-use crate::server::{Config, ServerHandle};
+use crate::pubsub::TopicName;
+use crate::server::{Config, ServerHandle, SlowConsumer};
 use crate::stats::{Counter, Counters};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -83,6 +86,10 @@ pub(crate) struct Env {
     pub(crate) tick: u32,
     /// Frames broadcast by this reactor's handlers this turn.
     local_broadcasts: Vec<Frame>,
+    /// Topic frames published by this reactor's handlers this turn.
+    pub(crate) local_publishes: Vec<(TopicName, Frame)>,
+    /// This reactor's subscriber sets.
+    pub(crate) topics: Topics,
     /// Scratch space for HTTP responses.
     scratch: Vec<u8>,
 }
@@ -125,6 +132,10 @@ pub(crate) struct Reactor<H: Handler> {
     dirty: Vec<usize>,
     /// Broadcast frames that arrived through the inbox this turn.
     remote_broadcasts: Vec<Frame>,
+    /// Topic frames that arrived through the inbox this turn.
+    remote_publishes: Vec<(TopicName, Frame)>,
+    /// Scratch copy of a topic's members (they may change during delivery).
+    members: Vec<Member>,
     /// Scratch list of slots (reused to avoid an allocation per fan-out).
     slots: Vec<usize>,
     commands: Vec<Command>,
@@ -185,12 +196,16 @@ impl<H: Handler> Reactor<H> {
                 ticks,
                 tick: 0,
                 local_broadcasts: Vec::new(),
+                local_publishes: Vec::new(),
+                topics: Topics::default(),
                 scratch: Vec::new(),
             },
             rbuf,
             again: Vec::new(),
             dirty: Vec::new(),
             remote_broadcasts: Vec::new(),
+            remote_publishes: Vec::new(),
+            members: Vec::new(),
             slots: Vec::new(),
             commands: Vec::new(),
             fired: Vec::new(),
@@ -262,6 +277,7 @@ impl<H: Handler> Reactor<H> {
             self.accept();
         }
         self.fan_out();
+        self.deliver_topics();
         let mut dirty = std::mem::take(&mut self.dirty);
         for slot in dirty.drain(..) {
             self.flush(slot);
@@ -336,6 +352,7 @@ impl<H: Handler> Reactor<H> {
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Broadcast(frames) => self.remote_broadcasts.extend(frames),
+                Command::Publish(topic, frame) => self.remote_publishes.push((topic, frame)),
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }
         }
@@ -492,6 +509,42 @@ impl<H: Handler> Reactor<H> {
         remote.clear();
         self.env.local_broadcasts = local;
         self.remote_broadcasts = remote;
+    }
+
+    /// Hands this turn's topic frames to the topics' subscribers here, in
+    /// publish order, applying the slow-consumer policy.
+    fn deliver_topics(&mut self) {
+        if self.env.local_publishes.is_empty() && self.remote_publishes.is_empty() {
+            return;
+        }
+        let mut local = std::mem::take(&mut self.env.local_publishes);
+        let mut remote = std::mem::take(&mut self.remote_publishes);
+        let mut members = std::mem::take(&mut self.members);
+        for (topic, frame) in local.drain(..).chain(remote.drain(..)) {
+            let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
+            members.extend_from_slice(self.env.topics.members(id));
+            for m in members.drain(..) {
+                let slot = m.slot as usize;
+                let Some(conn) = self.conns.get_mut(slot) else { continue };
+                if conn.generation != m.generation {
+                    continue;
+                }
+                let status = conn.send_topic(&mut self.env, slot, &frame, id);
+                if status == SendStatus::Dropped
+                    && conn.is_open()
+                    && self.env.cfg.slow_consumer == SlowConsumer::Close
+                {
+                    log::info!("{}: slow consumer; closing with 1008", peer(conn));
+                    self.env.counters.inc(Counter::SlowConsumers);
+                    conn.begin_close(&mut self.env, slot, CloseCode::POLICY, "slow consumer");
+                    self.settle(slot);
+                }
+                self.mark_dirty(slot);
+            }
+        }
+        self.env.local_publishes = local;
+        self.remote_publishes = remote;
+        self.members = members;
     }
 
     fn flush(&mut self, slot: usize) {
@@ -660,6 +713,9 @@ impl<H: Handler> Reactor<H> {
         }
         if conn.has(DEFLATE) {
             self.env.deflate.close(slot);
+        }
+        if conn.has(TOPICS) {
+            self.env.topics.remove_conn(slot);
         }
         conn.release_all(&mut self.env);
     }

@@ -24,7 +24,6 @@ const MAX_IOV: usize = 64;
 enum Chunk {
     Owned(Vec<u8>),
     /// A shared frame, tagged with its topic (0: none) for conflation.
-    #[cfg_attr(not(test), allow(dead_code))] // read by conflate, which topics use next
     Shared(Arc<[u8]>, u32),
 }
 
@@ -88,7 +87,6 @@ impl OutQueue {
 
     /// Appends a shared frame of topic `tag` (non-zero), which
     /// [`OutQueue::conflate`] may later replace.
-    #[cfg_attr(not(test), allow(dead_code))] // for topics (pubsub), wired next
     pub(crate) fn push_tagged(&mut self, frame: Arc<[u8]>, tag: u32) {
         self.queued += frame.len();
         self.chunks.push_back(Chunk::Shared(frame, tag));
@@ -98,7 +96,6 @@ impl OutQueue {
     /// `frame`, so a slow reader gets the latest value instead of a stale
     /// one. False if there is none (or the replacement would not fit under
     /// `cap`). The frame keeps its place in the queue.
-    #[cfg_attr(not(test), allow(dead_code))] // for topics (pubsub), wired next
     pub(crate) fn conflate(&mut self, tag: u32, frame: Arc<[u8]>, cap: usize) -> bool {
         // The front chunk may be partly written: it cannot change.
         let started = usize::from(self.front_written > 0);

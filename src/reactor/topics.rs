@@ -1,0 +1,146 @@
+//! A reactor's subscriber sets: which of its connections take which topics.
+//!
+//! Each topic has a vector of members (slot and generation) that a publish
+//! walks once; each connection has the list of its topics with its position
+//! in each vector, so unsubscribing and closing are O(1) per topic
+//! (swap-remove), never a scan of a topic's subscribers.
+
+use std::collections::HashMap;
+
+use crate::pubsub::TopicName;
+
+/// A subscriber: a connection's slot and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+struct Topic {
+    members: Vec<Member>,
+}
+
+/// The subscriber sets of one reactor.
+#[derive(Default)]
+pub(crate) struct Topics {
+    /// Topic ids (1-based; also the tag of queued frames for conflation).
+    ids: HashMap<TopicName, u32>,
+    topics: Vec<Topic>,
+    /// Per connection: (topic id, position in that topic's members).
+    by_conn: HashMap<usize, Vec<(u32, u32)>>,
+}
+
+impl Topics {
+    /// The id of `name` on this reactor, if anyone here ever subscribed.
+    pub(crate) fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    /// How many topics the connection in `slot` holds.
+    pub(crate) fn count(&self, slot: usize) -> usize {
+        self.by_conn.get(&slot).map_or(0, Vec::len)
+    }
+
+    /// Whether the connection in `slot` is subscribed to `name`.
+    pub(crate) fn is_subscribed(&self, slot: usize, name: &str) -> bool {
+        let Some(id) = self.id(name) else { return false };
+        self.by_conn.get(&slot).is_some_and(|mine| mine.iter().any(|&(t, _)| t == id))
+    }
+
+    /// Subscribes; false if it already was.
+    pub(crate) fn subscribe(&mut self, slot: usize, generation: u32, name: &TopicName) -> bool {
+        let next = self.topics.len() as u32 + 1;
+        let id = *self.ids.entry(name.clone()).or_insert(next);
+        if id == next {
+            self.topics.push(Topic { members: Vec::new() });
+        }
+        let mine = self.by_conn.entry(slot).or_default();
+        if mine.iter().any(|&(t, _)| t == id) {
+            return false;
+        }
+        let members = &mut self.topics[id as usize - 1].members;
+        mine.push((id, members.len() as u32));
+        members.push(Member { slot: slot as u32, generation });
+        true
+    }
+
+    /// Unsubscribes; false if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, slot: usize, name: &str) -> bool {
+        let Some(id) = self.id(name) else { return false };
+        let Some(mine) = self.by_conn.get_mut(&slot) else { return false };
+        let Some(i) = mine.iter().position(|&(t, _)| t == id) else { return false };
+        let (_, pos) = mine.swap_remove(i);
+        if mine.is_empty() {
+            self.by_conn.remove(&slot);
+        }
+        self.remove_member(id, pos);
+        true
+    }
+
+    /// Drops every subscription of the connection in `slot`.
+    pub(crate) fn remove_conn(&mut self, slot: usize) {
+        for (id, pos) in self.by_conn.remove(&slot).unwrap_or_default() {
+            self.remove_member(id, pos);
+        }
+    }
+
+    fn remove_member(&mut self, id: u32, pos: u32) {
+        let members = &mut self.topics[id as usize - 1].members;
+        members.swap_remove(pos as usize);
+        // The last member moved into `pos`: tell its connection.
+        if let Some(moved) = members.get(pos as usize) {
+            if let Some(theirs) = self.by_conn.get_mut(&(moved.slot as usize)) {
+                if let Some(entry) = theirs.iter_mut().find(|(t, _)| *t == id) {
+                    entry.1 = pos;
+                }
+            }
+        }
+    }
+
+    /// The members of topic `id`.
+    pub(crate) fn members(&self, id: u32) -> &[Member] {
+        self.topics.get(id as usize - 1).map_or(&[], |t| &t.members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> TopicName {
+        TopicName::new(s).unwrap()
+    }
+
+    fn slots(t: &Topics, topic: &str) -> Vec<u32> {
+        let mut v: Vec<u32> =
+            t.id(topic).map_or(vec![], |id| t.members(id).iter().map(|m| m.slot).collect());
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn subscribe_unsubscribe_and_close_keep_positions_right() {
+        let mut t = Topics::default();
+        for slot in 0..6 {
+            assert!(t.subscribe(slot, 1, &name("a")));
+            if slot % 2 == 0 {
+                assert!(t.subscribe(slot, 1, &name("b")));
+            }
+        }
+        assert!(!t.subscribe(3, 1, &name("a")), "already subscribed");
+        assert_eq!(slots(&t, "a"), [0, 1, 2, 3, 4, 5]);
+        assert!(t.unsubscribe(0, "a")); // member 5 moves into position 0
+        assert!(!t.unsubscribe(0, "a"));
+        t.remove_conn(5); // must find its new position
+        assert_eq!(slots(&t, "a"), [1, 2, 3, 4]);
+        t.remove_conn(2);
+        assert_eq!(slots(&t, "a"), [1, 3, 4]);
+        assert_eq!(slots(&t, "b"), [0, 4]);
+        assert_eq!((t.count(4), t.count(2)), (2, 0));
+        for slot in [1, 3, 4, 0] {
+            t.remove_conn(slot);
+        }
+        assert!(slots(&t, "a").is_empty() && slots(&t, "b").is_empty());
+        assert!(t.by_conn.is_empty());
+    }
+}
