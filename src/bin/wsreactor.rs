@@ -11,7 +11,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use wsreactor::{Compression, Ctx, Handler, Message, Server};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wsreactor::pubsub::synthetic::{self, SyntheticFeed, parse_spec};
+use wsreactor::pubsub::wire::Payload;
+use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
+use wsreactor::{Builder, Compression, Ctx, Handler, Message, Publisher, Server, SlowConsumer};
 
 #[derive(Parser)]
 #[command(version, about = "A lean, fast WebSocket server on per-core mio reactors")]
@@ -26,6 +32,38 @@ enum Mode {
     Echo(Opts),
     /// Send every message to every connected client on every reactor, sender included.
     Broadcast(Opts),
+    /// The topic server: clients subscribe with JSON requests; publishers
+    /// (with --publish-token) and the synthetic feed publish.
+    Pubsub(PubsubOpts),
+}
+
+#[derive(clap::Args)]
+struct PubsubOpts {
+    #[command(flatten)]
+    common: Opts,
+    /// Connections presenting this token (?token=… or Authorization: Bearer …) may publish.
+    #[arg(long)]
+    publish_token: Option<String>,
+    /// Deliveries kept per topic for clients that reconnect with `since`.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
+    /// Most topics the server holds.
+    #[arg(long, default_value_t = 100_000)]
+    max_topics: usize,
+    /// A subscriber whose queue is full: close (1008), drop the message, or conflate per topic.
+    #[arg(long, value_enum, default_value = "close")]
+    slow_consumer: SlowConsumerArg,
+    /// Publish synthetic market-data ticks: SYMBOLS:RATE (e.g. 100:5000 = 100 symbols,
+    /// 5,000 ticks/s in all) on topics md.<SYMBOL>.
+    #[arg(long)]
+    synthetic: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SlowConsumerArg {
+    Close,
+    Drop,
+    Conflate,
 }
 
 #[derive(clap::Args)]
@@ -149,11 +187,13 @@ fn main() -> ExitCode {
     let (name, opts) = match &cli.mode {
         Mode::Echo(o) => ("echo", o),
         Mode::Broadcast(o) => ("broadcast", o),
+        Mode::Pubsub(p) => ("pubsub", &p.common),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&opts.log)).init();
     let result = match cli.mode {
-        Mode::Echo(ref o) => serve(name, o, |_| Echo),
-        Mode::Broadcast(ref o) => serve(name, o, |_| Broadcast),
+        Mode::Echo(ref o) => serve(name, o, |b| b, |_| Echo, |_| Ok(())),
+        Mode::Broadcast(ref o) => serve(name, o, |b| b, |_| Broadcast, |_| Ok(())),
+        Mode::Pubsub(ref p) => pubsub(p),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,10 +227,55 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+fn pubsub(p: &PubsubOpts) -> Result<(), String> {
+    let store =
+        StoreConfig { history: p.history, max_topics: p.max_topics, ..StoreConfig::default() };
+    let policy = match p.slow_consumer {
+        SlowConsumerArg::Close => SlowConsumer::Close,
+        SlowConsumerArg::Drop => SlowConsumer::Drop,
+        SlowConsumerArg::Conflate => SlowConsumer::Conflate,
+    };
+    let feed = match &p.synthetic {
+        Some(spec) => {
+            let spec = parse_spec(spec).map_err(|e| format!("bad --synthetic {spec:?}: {e}"))?;
+            Some(SyntheticFeed::from_spec(&spec, 1))
+        }
+        None => None,
+    };
+    let token = p.publish_token.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_feed = Arc::clone(&stop);
+    let result = serve(
+        "pubsub",
+        &p.common,
+        move |b| b.topics(store).slow_consumer(policy),
+        move |_| PubSub::new(Limits::default(), token.as_deref()),
+        move |publisher: Publisher| {
+            let Some(feed) = feed else { return Ok(()) };
+            log::info!(
+                "synthetic feed: {} symbols, {} ticks/s",
+                feed.topics().count(),
+                feed.rate_per_sec()
+            );
+            synthetic::spawn(feed, stop_feed, move |topic, tick| {
+                if let Err(e) = publisher.publish_to(topic, &Payload::json_trusted(tick)) {
+                    log::warn!("synthetic feed: {e}");
+                }
+            })
+            .map(drop)
+            .map_err(|e| format!("cannot start the synthetic feed: {e}"))
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
 fn serve<H: Handler>(
     name: &str,
     opts: &Opts,
+    configure: impl FnOnce(Builder<()>) -> Builder<()>,
     factory: impl Fn(usize) -> H + Send + Sync + 'static,
+    before_run: impl FnOnce(Publisher) -> Result<(), String>,
 ) -> Result<(), String> {
     let fds = raise_fd_limit();
     log::debug!("open-file limit: {fds}");
@@ -220,7 +305,7 @@ fn serve<H: Handler>(
     if let Some(n) = opts.max_connections {
         builder = builder.max_connections(n);
     }
-    let server = builder
+    let server = configure(builder)
         .handler(factory)
         .build()
         .map_err(|e| format!("cannot listen on {}: {e}", opts.bind))?;
@@ -247,6 +332,7 @@ fn serve<H: Handler>(
         opts.max_message_size
     );
     let _ = std::io::stdout().flush();
+    before_run(server.publisher())?;
     let stats_handle = server.handle();
     let result = server.run().map_err(|e| format!("server error: {e}"));
     log::info!("{:?}", stats_handle.stats());

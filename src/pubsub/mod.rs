@@ -147,6 +147,7 @@
 //! - [`ConnTopics`] is the per-connection set (cap, all-or-nothing
 //!   subscribe, cleanup on close); [`ErrorStreak`] the error count.
 
+mod app;
 mod json;
 pub mod protocol;
 pub mod store;
@@ -154,6 +155,7 @@ pub mod synthetic;
 pub mod topic;
 pub mod wire;
 
+pub use app::{PubSub, PubSubConn};
 pub use protocol::{
     ABUSE_CLOSE_CODE, ABUSE_CLOSE_REASON, BinaryPublish, ClientOp, ConnTopics, ErrorCode,
     ErrorStreak, Limits, OpError, RequestId, Subscription, parse_binary_publish, parse_client_op,
