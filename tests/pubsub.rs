@@ -1,0 +1,262 @@
+//! The topic server on the wire: ordered consecutive deliveries across
+//! reactors, snapshots, history replay and resync, unsubscribe, publisher
+//! authorization, binary publishes, each slow-consumer policy, abuse.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{RawClient, TestServer, masked, upgrade_request};
+use wsreactor::pubsub::wire::decode_binary_delivery;
+use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
+use wsreactor::{Builder, Message, SlowConsumer};
+
+fn start(configure: impl FnOnce(Builder<()>) -> Builder<()>) -> TestServer {
+    TestServer::start(configure, |_| PubSub::new(Limits::default(), Some("tok")))
+}
+
+fn connect_to(addr: SocketAddr, target: &str) -> RawClient {
+    let mut c = RawClient::connect_tcp(addr);
+    c.send(upgrade_request(addr, "").replace("GET /chat ", &format!("GET {target} ")).as_bytes());
+    let head = c.read_http_head();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    c
+}
+
+fn send_json(c: &mut RawClient, v: Value) {
+    c.send(&masked(true, 1, v.to_string().as_bytes()));
+}
+
+fn recv_json(c: &mut RawClient) -> Value {
+    let f = c.read_frame().expect("connection closed");
+    assert_eq!(f.opcode, 1, "expected a text message, got {f:?}");
+    serde_json::from_slice(&f.payload).expect("not JSON")
+}
+
+fn subscribe(c: &mut RawClient, topics: &[&str], since: Option<Value>) {
+    let mut req = json!({"op": "subscribe", "topics": topics});
+    if let Some(s) = since {
+        req["since"] = s;
+    }
+    send_json(c, req);
+    assert_eq!(recv_json(c)["op"], "subscribed");
+}
+
+#[test]
+fn every_subscriber_on_every_reactor_gets_every_publish_in_order() {
+    let s = start(|b| b.reactors(2));
+    let mut subs: Vec<RawClient> = (0..6).map(|_| connect_to(s.addr, "/")).collect();
+    for c in &mut subs {
+        subscribe(c, &["md.BTC-USD"], None);
+    }
+    let publisher = s.handle.publisher();
+    let feed = thread::spawn(move || {
+        for i in 1..=500u64 {
+            let seq = publisher
+                .publish("md.BTC-USD", Message::Text(&format!(r#"{{"px":{i}}}"#)))
+                .unwrap();
+            assert_eq!(seq, i);
+        }
+    });
+    for c in &mut subs {
+        for i in 1..=500u64 {
+            let m = recv_json(c);
+            assert_eq!((m["topic"].as_str(), m["seq"].as_u64()), (Some("md.BTC-USD"), Some(i)));
+            assert_eq!(m["data"]["px"], i);
+        }
+    }
+    feed.join().unwrap();
+}
+
+#[test]
+fn a_new_subscriber_gets_the_last_value_at_once() {
+    let s = start(|b| b);
+    let p = s.handle.publisher();
+    for i in 1..=3 {
+        p.publish("t", Message::Text(&i.to_string())).unwrap();
+    }
+    let mut c = connect_to(s.addr, "/");
+    subscribe(&mut c, &["t", "empty"], None);
+    let m = recv_json(&mut c);
+    assert_eq!((m["seq"].as_u64(), m["data"].as_u64()), (Some(3), Some(3)));
+}
+
+#[test]
+fn since_replays_what_history_holds_and_asks_for_a_resync_otherwise() {
+    let s = start(|b| b.topics(StoreConfig { history: 5, ..StoreConfig::default() }));
+    let p = s.handle.publisher();
+    for i in 1..=10 {
+        p.publish("t", Message::Text(&i.to_string())).unwrap();
+    }
+    let mut c = connect_to(s.addr, "/");
+    subscribe(&mut c, &["t"], Some(json!({"t": 7})));
+    let seqs: Vec<u64> = (0..3).map(|_| recv_json(&mut c)["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [8, 9, 10]);
+
+    let mut late = connect_to(s.addr, "/");
+    subscribe(&mut late, &["t"], Some(json!({"t": 2})));
+    let resync = recv_json(&mut late);
+    assert_eq!((resync["op"].as_str(), resync["seq"].as_u64()), (Some("resync"), Some(10)));
+    assert_eq!(recv_json(&mut late)["seq"], 10);
+
+    let mut current = connect_to(s.addr, "/");
+    subscribe(&mut current, &["t"], Some(json!({"t": 10})));
+    send_json(&mut current, json!({"op": "ping"}));
+    assert_eq!(recv_json(&mut current)["op"], "pong", "nothing replayed when up to date");
+}
+
+#[test]
+fn unsubscribed_topics_stop_arriving() {
+    let s = start(|b| b);
+    let p = s.handle.publisher();
+    let mut c = connect_to(s.addr, "/");
+    subscribe(&mut c, &["a", "b"], None);
+    p.publish("a", Message::Text("1")).unwrap();
+    assert_eq!(recv_json(&mut c)["topic"], "a");
+    send_json(&mut c, json!({"op": "unsubscribe", "topics": ["a"]}));
+    assert_eq!(recv_json(&mut c)["op"], "unsubscribed");
+    p.publish("a", Message::Text("2")).unwrap();
+    p.publish("b", Message::Text("3")).unwrap();
+    let m = recv_json(&mut c);
+    assert_eq!((m["topic"].as_str(), m["data"].as_u64()), (Some("b"), Some(3)));
+}
+
+#[test]
+fn only_token_holders_publish_and_binary_publishes_arrive_as_binary() {
+    let s = start(|b| b.reactors(2));
+    let mut sub = connect_to(s.addr, "/");
+    subscribe(&mut sub, &["news", "raw"], None);
+
+    let mut anon = connect_to(s.addr, "/");
+    send_json(&mut anon, json!({"op": "publish", "topic": "news", "data": 1}));
+    assert_eq!(recv_json(&mut anon)["code"], "unauthorized");
+
+    let mut wrong = RawClient::connect_tcp(s.addr);
+    wrong.send(upgrade_request(s.addr, "").replace("GET /chat ", "GET /?token=nope ").as_bytes());
+    assert!(wrong.read_http_head().starts_with("HTTP/1.1 403"));
+
+    let mut publisher = connect_to(s.addr, "/feed?token=tok");
+    send_json(
+        &mut publisher,
+        json!({"op": "publish", "topic": "news", "data": {"h": "hi"}, "ack": true, "id": 9}),
+    );
+    let ack = recv_json(&mut publisher);
+    assert_eq!(
+        (ack["op"].as_str(), ack["id"].as_u64(), ack["seq"].as_u64()),
+        (Some("published"), Some(9), Some(1))
+    );
+    let m = recv_json(&mut sub);
+    assert_eq!(m["data"]["h"], "hi");
+
+    let mut bin = vec![0x02, 3];
+    bin.extend_from_slice(b"raw");
+    bin.extend_from_slice(&[0, 1, 2, 255]);
+    publisher.send(&masked(true, 2, &bin));
+    let f = sub.read_frame().unwrap();
+    assert_eq!(f.opcode, 2);
+    let d = decode_binary_delivery(&f.payload).unwrap();
+    assert_eq!((d.topic, d.seq, d.payload), ("raw", 1, &[0u8, 1, 2, 255][..]));
+
+    let mut bearer = RawClient::connect_tcp(s.addr);
+    bearer.send(upgrade_request(s.addr, "Authorization: Bearer tok\r\n").as_bytes());
+    assert!(bearer.read_http_head().starts_with("HTTP/1.1 101"));
+}
+
+#[test]
+fn too_many_bad_requests_in_a_row_close_with_1008() {
+    let s = start(|b| b);
+    let mut c = connect_to(s.addr, "/");
+    for _ in 0..16 {
+        c.send(&masked(true, 1, b"{not json"));
+        assert_eq!(recv_json(&mut c)["code"], "bad_json");
+    }
+    c.send(&masked(true, 1, b"{not json"));
+    assert_eq!(recv_json(&mut c)["code"], "bad_json");
+    assert_eq!(c.expect_close(), Some(1008));
+}
+
+/// A subscriber that never reads, one that keeps up, and a flood of
+/// publishes paced to the reader (at most 30 KiB ahead of it, under the
+/// 64 KiB cap): the reader gets every one in order whatever the policy, and
+/// only the stuck one meets it.
+fn flood(policy: SlowConsumer) -> (TestServer, RawClient, u64) {
+    let s = start(|b| b.reactors(1).slow_consumer(policy).max_backpressure(64 << 10));
+    let mut stuck = connect_to(s.addr, "/");
+    subscribe(&mut stuck, &["t"], None);
+    let mut reader = connect_to(s.addr, "/");
+    subscribe(&mut reader, &["t"], None);
+    let n = 12_000u64;
+    let progress = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&progress);
+    let reading = thread::spawn(move || {
+        for i in 1..=n {
+            let m = recv_json(&mut reader);
+            assert_eq!(m["seq"].as_u64(), Some(i), "the reader lost or reordered a message");
+            seen.store(i, Ordering::Release);
+        }
+    });
+    let p = s.handle.publisher();
+    let payload = format!("\"{}\"", "x".repeat(1000));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 1..=n {
+        while i > progress.load(Ordering::Acquire) + 30 {
+            assert!(Instant::now() < deadline && !reading.is_finished(), "the reader stalled");
+            thread::yield_now();
+        }
+        p.publish("t", Message::Text(&payload)).unwrap();
+    }
+    reading.join().unwrap();
+    (s, stuck, n)
+}
+
+#[test]
+fn slow_consumer_close() {
+    let (s, mut stuck, _) = flood(SlowConsumer::Close);
+    assert!(s.handle.stats().slow_consumers >= 1);
+    stuck.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut code = None;
+    while let Some(f) = stuck.read_frame() {
+        if f.opcode == 8 {
+            code = f.close_code();
+            break;
+        }
+    }
+    assert_eq!(code, Some(1008));
+}
+
+#[test]
+fn slow_consumer_drop() {
+    let (s, mut stuck, n) = flood(SlowConsumer::Drop);
+    assert!(s.handle.stats().sends_dropped > 0);
+    assert_eq!(s.handle.stats().slow_consumers, 0);
+    // Still open: what it gets has increasing seqs with a gap.
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last < n / 10 && Instant::now() < deadline {
+        let m = recv_json(&mut stuck);
+        let seq = m["seq"].as_u64().unwrap();
+        assert!(seq > last);
+        last = seq;
+    }
+    send_json(&mut stuck, json!({"op": "ping"}));
+}
+
+#[test]
+fn slow_consumer_conflate_gets_the_latest_value() {
+    let (_s, mut stuck, n) = flood(SlowConsumer::Conflate);
+    let mut last = 0;
+    let mut got = 0;
+    while last < n {
+        let m = recv_json(&mut stuck);
+        let seq = m["seq"].as_u64().unwrap();
+        assert!(seq > last, "conflation must never reorder");
+        last = seq;
+        got += 1;
+    }
+    assert!(got < n, "a slow reader sees fewer messages");
+}
