@@ -272,8 +272,9 @@ class Checks:
         )
         if got != expected:
             at = first_difference(got, expected)
+            unit = "character" if isinstance(got, str) else "byte"
             raise CheckFailed(
-                f"{what}: sent {describe(expected)}, got back {describe(got)} differing at index {at}"
+                f"{what}: sent {describe(expected)}, got back {describe(got)} differing at {unit} {at}"
             )
 
     async def roundtrip(self, ws, msg, what="echo"):
@@ -386,11 +387,13 @@ class Checks:
                     compressed, size = wire.last()
                     expect(compressed, f"{describe(msg)} came back uncompressed")
                     sizes.append(size)
-                takeover = self.mode == "dedicated" and not offer.param("server_no_context_takeover")
+                want = self.mode == "shared" or bool(offer.param("server_no_context_takeover"))
                 expect(
-                    takeover == (not ext.remote_no_context_takeover),
-                    "test bug: the negotiated server_no_context_takeover is not what this check expects",
+                    ext.remote_no_context_takeover == want,
+                    f"offer {offer.name} in {self.mode} mode: server_no_context_takeover should "
+                    f"{'' if want else 'not '}be agreed",
                 )
+                takeover = not ext.remote_no_context_takeover
                 if takeover:
                     expect(
                         sizes[1] * 4 < sizes[0] and sizes[2] * 4 < sizes[0],
