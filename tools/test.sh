@@ -4,21 +4,25 @@
 #   tools/test.sh
 #
 # Needs Rust stable (cargo, rustfmt, clippy; cargo-nextest if present), Python 3.11+ with venv and
-# pip, Node 20+ with npm, and network access to crates.io, PyPI and the npm registry.
+# pip, Node 20+ with npm, Chromium (Debian's `chromium`; installed here when missing and running
+# as root), and network access to crates.io, PyPI, the npm registry and Debian's archive.
 #
 # Steps, in order (the first failure stops the run):
 #   1. Python venv at target/interop-venv with tests/interop/requirements.txt (websockets, pinned)
 #   2. npm ci --prefix tests/interop (ws, pinned by package-lock.json)
-#   3. cargo fmt --all --check
-#   4. cargo clippy --workspace --all-targets -- -D warnings
-#   5. RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-#   6. cargo nextest run --workspace (cargo test --workspace if nextest is missing)
-#   7. cargo test --workspace --doc (nextest does not run doctests)
+#   3. Chromium for tests/deflate_interop.rs: `chromium` on PATH, else apt-get install chromium
+#   4. cargo fmt --all --check
+#   5. cargo clippy --workspace --all-targets -- -D warnings
+#   6. RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+#   7. cargo nextest run --workspace (cargo test --workspace if nextest is missing)
+#   8. cargo test --workspace --doc (nextest does not run doctests)
 #
-# Environment exported to the tests (tests/interop.rs reads them):
+# Environment exported to the tests (tests/support/clients.rs reads them):
 #   WSREACTOR_PYTHON        the venv's python, which has the pinned `websockets` installed
 #   WSREACTOR_NODE_MODULES  tests/interop/node_modules, which has the pinned `ws` installed
-# Set them yourself to run `cargo test --test interop` without this script.
+#   WSREACTOR_CHROMIUM      the Chromium binary (kept when already set; then nothing is installed)
+# Set them yourself to run `cargo test --test interop` or `--test deflate_interop` without this
+# script.
 #
 # Other knobs:
 #   PYTHON=python3.12   the interpreter that creates the venv (default: python3)
@@ -69,9 +73,30 @@ run npm ci --prefix tests/interop --no-audit --no-fund
 run node -e 'console.log("ws", require(process.argv[1] + "/ws/package.json").version)' \
     "$root/tests/interop/node_modules"
 
+step "Browser client: chromium"
+if [[ -z "${WSREACTOR_CHROMIUM:-}" ]]; then
+    if ! command -v chromium >/dev/null; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+            echo "chromium not found; installing Debian's chromium package"
+            run apt-get update -qq
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+        else
+            echo "error: chromium not found; tests/deflate_interop.rs needs it: as root," \
+                "apt-get install chromium (Debian), or set WSREACTOR_CHROMIUM to a Chromium" \
+                "binary" >&2
+            exit 1
+        fi
+    fi
+    WSREACTOR_CHROMIUM=$(command -v chromium)
+fi
+# Debian's /usr/bin/chromium wrapper prints a harmless shell warning on stderr here.
+run "$WSREACTOR_CHROMIUM" --version 2>/dev/null
+
 export WSREACTOR_PYTHON="$venv/bin/python"
 export WSREACTOR_NODE_MODULES="$root/tests/interop/node_modules"
-printf 'WSREACTOR_PYTHON=%s\nWSREACTOR_NODE_MODULES=%s\n' "$WSREACTOR_PYTHON" "$WSREACTOR_NODE_MODULES"
+export WSREACTOR_CHROMIUM
+printf 'WSREACTOR_PYTHON=%s\nWSREACTOR_NODE_MODULES=%s\nWSREACTOR_CHROMIUM=%s\n' \
+    "$WSREACTOR_PYTHON" "$WSREACTOR_NODE_MODULES" "$WSREACTOR_CHROMIUM"
 
 step "Formatting"
 run cargo fmt --all --check
