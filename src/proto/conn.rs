@@ -271,7 +271,17 @@ impl Decoder {
             (false, false) => 0,
         };
         let total = u64::from(so_far).saturating_add(h.payload_len);
-        let limit = cfg.max_message_size.min(MAX_MESSAGE_SIZE) as u64;
+        let mut limit = cfg.max_message_size.min(MAX_MESSAGE_SIZE) as u64;
+        let compressed = match h.opcode {
+            OpCode::Continuation => self.flags & COMPRESSED != 0,
+            _ => h.rsv1,
+        };
+        if compressed {
+            // The limit is on the inflated message (the inflater enforces it
+            // exactly); on the wire, allow what deflate adds to data that does
+            // not compress: 5 bytes per 64 KiB stored block, and a little more.
+            limit = (limit + limit / 8192 + 64).min(MAX_MESSAGE_SIZE as u64);
+        }
         if total > limit {
             return Err(ProtoError::MessageTooBig);
         }
@@ -824,10 +834,12 @@ mod tests {
         stream.extend(c(false, OpCode::Binary, &[3; 1000]));
         stream.extend(c(true, OpCode::Continuation, b""));
         assert_eq!(decode_all(&stream, cfg).1, None);
-        // Compressed messages count their compressed size.
+        // Compressed messages count their compressed size, against the limit
+        // plus what deflate may add to data that does not compress (1000 +
+        // 1000 / 8192 + 64 = 1064 here), across their frames too.
         let deflate = DecoderConfig { allow_rsv1: true, ..cfg };
         let mut stream = frame(false, true, OpCode::Binary, &[0; 999], Some(KEY));
-        stream.extend(c(true, OpCode::Continuation, &[0; 2]));
+        stream.extend(c(true, OpCode::Continuation, &[0; 66]));
         assert_eq!(err_with(&stream, deflate), ProtoError::MessageTooBig);
     }
 
@@ -978,6 +990,21 @@ mod tests {
     #[test]
     fn decoder_is_small() {
         assert!(std::mem::size_of::<Decoder>() <= 20, "{}", std::mem::size_of::<Decoder>());
+    }
+
+    #[test]
+    fn a_compressed_message_may_be_a_little_bigger_on_the_wire_than_the_limit() {
+        let cfg = DecoderConfig { max_message_size: 1000, allow_rsv1: true, ..DecoderConfig::default() };
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let key = Some([1, 2, 3, 4]);
+        // 1,010 bytes of deflate can carry 1,000 bytes of random data.
+        let n = encode_header(&mut h, true, true, OpCode::Binary, 1010, key);
+        assert!(matches!(Decoder::new().decode(&mut h[..n], &cfg), Ok(Decoded::Progress { .. })));
+        let n = encode_header(&mut h, true, true, OpCode::Binary, 1100, key);
+        assert_eq!(Decoder::new().decode(&mut h[..n], &cfg), Err(ProtoError::MessageTooBig));
+        // Uncompressed, the limit is exact.
+        let n = encode_header(&mut h, true, false, OpCode::Binary, 1001, key);
+        assert_eq!(Decoder::new().decode(&mut h[..n], &cfg), Err(ProtoError::MessageTooBig));
     }
 
     #[test]
