@@ -202,5 +202,9 @@ fn fifteen_thousand_idle_connections_for_a_minute_with_pings() {
         min_pings >= expected,
         "a connection got only {min_pings} pings (expected >= {expected})"
     );
-    assert!(hi - lo <= 2048, "server memory grew from {lo} to {hi} KiB while idle");
+    // The live heap is flat (seen with valgrind's massif); RSS creeps a little
+    // as the allocator's arenas fragment, about 1.7 MiB in a minute alone and
+    // up to 2.3 MiB with other tests loading the machine: bound it at 4 MiB
+    // (about 280 bytes per connection), far below any per-ping leak.
+    assert!(hi - lo <= 4096, "server memory grew from {lo} to {hi} KiB while idle");
 }
