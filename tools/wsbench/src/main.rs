@@ -1,1 +1,104 @@
-fn main() {}
+//! wsbench: a WebSocket load generator that is never the bottleneck.
+//!
+//! Modes: `echo` (round trips, every payload verified), `fanout` (one
+//! publisher, N subscribers, one-way latency and ordering), `connect` (many
+//! idle connections, handshake rate and server memory per connection), and
+//! `plot` (draws the latency curves of saved `--json` reports into one SVG).
+//! Each run prints a table, or `--json`.
+
+mod clock;
+mod connect;
+mod echo;
+mod engine;
+mod fanout;
+mod plot;
+mod run;
+mod stats;
+mod sys;
+mod wire;
+
+use clap::{Parser, Subcommand};
+
+use crate::stats::Report;
+
+/// A WebSocket load generator that is never the bottleneck.
+#[derive(Debug, Parser)]
+#[command(name = "wsbench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// C connections echo messages of S bytes with W in flight each; every payload is verified.
+    Echo(echo::EchoArgs),
+    /// One publisher, N subscribers: deliveries/s, one-way latency, gaps, duplicates, reorders.
+    Fanout(fanout::FanoutArgs),
+    /// Open C connections, hold them, close them: handshakes/s, losses, server memory per connection.
+    Connect(connect::ConnectArgs),
+    /// Draw the latency curves of saved `--json` reports into one SVG.
+    Plot(PlotArgs),
+}
+
+/// Options of `plot`.
+#[derive(Debug, clap::Args)]
+struct PlotArgs {
+    /// Output SVG file.
+    #[arg(short, long)]
+    out: String,
+    /// Chart title (default: the first report's mode and parameters).
+    #[arg(long)]
+    title: Option<String>,
+    /// Report files written by `--json`.
+    #[arg(required = true)]
+    reports: Vec<String>,
+}
+
+fn finish(report: &Report, common: &run::Common) -> Result<(), String> {
+    if common.json {
+        let s = serde_json::to_string(report).map_err(|e| format!("json: {e}"))?;
+        println!("{s}");
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(path) = &common.plot {
+        let title = format!("{} {}", report.mode, report.params);
+        std::fs::write(path, plot::svg(&title, &[report])).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn plot_main(args: &PlotArgs) -> Result<(), String> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        // A file may hold one report, or several lines of them: take the last.
+        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+        let mut r: Report = serde_json::from_str(line).map_err(|e| format!("{path}: {e}"))?;
+        if r.label.is_empty() {
+            r.label = path.clone();
+        }
+        reports.push(r);
+    }
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| reports.first().map(|r| format!("{} {}", r.mode, r.params)).unwrap_or_default());
+    let refs: Vec<&Report> = reports.iter().collect();
+    std::fs::write(&args.out, plot::svg(&title, &refs)).map_err(|e| format!("{}: {e}", args.out))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.mode {
+        Mode::Echo(a) => echo::main(a).and_then(|r| finish(&r, &a.common)),
+        Mode::Fanout(a) => fanout::main(a).and_then(|r| finish(&r, &a.common)),
+        Mode::Connect(a) => connect::main(a).and_then(|r| finish(&r, &a.common)),
+        Mode::Plot(a) => plot_main(a),
+    };
+    if let Err(e) = result {
+        eprintln!("wsbench: {e}");
+        std::process::exit(1);
+    }
+}
