@@ -1,0 +1,254 @@
+//! The application layer's view of a connection: [`Handler`] callbacks and
+//! the [`Ctx`] they act through. Nothing here touches a socket.
+
+use std::fmt;
+
+use crate::message::{Frame, Message};
+use crate::proto::CloseCode;
+use crate::proto::handshake::Request;
+use crate::reactor::{Conn, Env};
+use crate::server::ServerHandle;
+
+/// Application callbacks, one handler value per reactor thread.
+///
+/// Every callback runs on the reactor that owns the connection, so a handler
+/// needs no locks and need not be `Send`. Callbacks must not block: the
+/// reactor serves thousands of other connections in between.
+///
+/// ```
+/// use wsreactor::{Ctx, Handler, Message};
+///
+/// /// Echoes every message and counts them per connection.
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Conn = u64; // per-connection data, stored in the connection's slot
+///
+///     fn on_message(&mut self, cx: &mut Ctx<'_, u64>, msg: Message<'_>) {
+///         *cx.data_mut() += 1;
+///         cx.send(msg);
+///     }
+/// }
+/// ```
+pub trait Handler: 'static {
+    /// Per-connection user data, stored inline in the connection's slot.
+    type Conn: Default;
+
+    /// Decides on an upgrade request: accept (with per-connection data, a
+    /// subprotocol and extra response headers) or reject with an HTTP status.
+    /// This is where origin checks and authentication go.
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Result<Accept<Self::Conn>, Reject> {
+        let _ = req;
+        Ok(Accept::default())
+    }
+
+    /// The connection is open; the 101 response is queued ahead of anything sent here.
+    fn on_open(&mut self, cx: &mut Ctx<'_, Self::Conn>) {
+        let _ = cx;
+    }
+
+    /// A complete message arrived. It borrows the read buffer: zero-copy.
+    fn on_message(&mut self, cx: &mut Ctx<'_, Self::Conn>, msg: Message<'_>) {
+        let _ = (cx, msg);
+    }
+
+    /// The connection's output queue, which had filled up
+    /// ([`SendStatus::Backpressured`]), has been written out completely.
+    fn on_drain(&mut self, cx: &mut Ctx<'_, Self::Conn>) {
+        let _ = cx;
+    }
+
+    /// The connection closed; called once. `code` is the peer's close code
+    /// when the peer closed first (with its reason), ours when we did (the
+    /// reason is then empty), and [`CloseCode::ABNORMAL`] (1006) when the TCP
+    /// connection ended without a close handshake. Nothing can be sent now.
+    fn on_close(&mut self, cx: &mut Ctx<'_, Self::Conn>, code: CloseCode, reason: &str) {
+        let _ = (cx, code, reason);
+    }
+}
+
+/// A decision to accept an upgrade.
+///
+/// ```
+/// use wsreactor::Accept;
+/// let accept = Accept::new(42u32).protocol(Some("chat.v2")).header("X-Server", "wsreactor");
+/// # let _ = accept;
+/// ```
+#[derive(Debug, Default)]
+pub struct Accept<C> {
+    pub(crate) data: C,
+    pub(crate) protocol: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl<C> Accept<C> {
+    /// Accepts with this per-connection data.
+    pub fn new(data: C) -> Self {
+        Accept { data, protocol: None, headers: Vec::new() }
+    }
+
+    /// Selects one of the subprotocols the client offered (`None`: no subprotocol).
+    pub fn protocol(mut self, name: Option<&str>) -> Self {
+        self.protocol = name.map(str::to_owned);
+        self
+    }
+
+    /// Adds a header to the 101 response.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A decision to refuse an upgrade with an HTTP status.
+///
+/// ```
+/// use wsreactor::Reject;
+/// let no = Reject::new(403, "origin not allowed");
+/// assert_eq!(no.status(), 403);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Reject {
+    /// Refuses with `status` (e.g. 401, 403, 404, 429) and a short reason for the body.
+    pub fn new(status: u16, reason: impl Into<String>) -> Self {
+        Reject { status, reason: reason.into(), headers: Vec::new() }
+    }
+
+    /// Adds a header to the response (e.g. `WWW-Authenticate`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+/// What happened to a message handed to [`Ctx::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a Dropped message was not sent"]
+pub enum SendStatus {
+    /// Queued; the connection is keeping up.
+    Queued,
+    /// Queued, but the peer is not reading fast enough: output from earlier
+    /// turns is still waiting. Slow down until [`Handler::on_drain`].
+    Backpressured,
+    /// Not queued: the connection is closing, or the message would take its
+    /// queue past `max_backpressure`.
+    Dropped,
+}
+
+/// Identifies a connection across the whole server. Ids are never reused
+/// while a server runs (a slot's generation changes with each connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) reactor: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl ConnId {
+    /// The reactor (thread) that owns the connection.
+    pub fn reactor(&self) -> usize {
+        self.reactor as usize
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.reactor, self.slot, self.generation)
+    }
+}
+
+/// A connection as a callback sees it: its data, and the ways to send and close.
+pub struct Ctx<'a, C> {
+    pub(crate) conn: &'a mut Conn<C>,
+    pub(crate) env: &'a mut Env,
+    pub(crate) slot: usize,
+}
+
+impl<'a, C> Ctx<'a, C> {
+    pub(crate) fn new(conn: &'a mut Conn<C>, env: &'a mut Env, slot: usize) -> Self {
+        Ctx { conn, env, slot }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        ConnId {
+            reactor: self.env.reactor_id as u32,
+            slot: self.slot as u32,
+            generation: self.conn.generation,
+        }
+    }
+
+    /// The per-connection data.
+    pub fn data(&self) -> &C {
+        &self.conn.data
+    }
+
+    /// The per-connection data, mutably.
+    pub fn data_mut(&mut self) -> &mut C {
+        &mut self.conn.data
+    }
+
+    /// Queues a message for this connection. It is written at the end of the
+    /// reactor's loop turn, batched with everything else queued in the turn.
+    pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
+        self.conn.send_message(self.env, msg)
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(Message::Text(text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
+        self.send(Message::Binary(bytes))
+    }
+
+    /// Queues a frame encoded once elsewhere (shared, not copied).
+    pub fn send_frame(&mut self, frame: &Frame) -> SendStatus {
+        self.conn.send_shared(self.env, frame.shared())
+    }
+
+    /// Sends `msg` to every open connection on every reactor, this one
+    /// included. It is encoded once; every queue shares the bytes.
+    pub fn broadcast(&mut self, msg: Message<'_>) {
+        self.env.broadcast_local(Frame::new(msg));
+    }
+
+    /// Bytes queued for this connection and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.conn.queued()
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
+    /// Messages already queued go out first; nothing more can be sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.conn.begin_close(self.env, self.slot, code, reason);
+    }
+
+    /// Whether the connection is open for sending.
+    pub fn is_open(&self) -> bool {
+        self.conn.is_open()
+    }
+
+    /// The index of the reactor running this callback.
+    pub fn reactor_id(&self) -> usize {
+        self.env.reactor_id
+    }
+
+    /// A handle to the whole server (broadcast, shutdown, counts).
+    pub fn server(&self) -> &ServerHandle {
+        &self.env.handle
+    }
+}
