@@ -22,14 +22,12 @@ use wsreactor::proto::{CloseCode, Decoded, Decoder, DecoderConfig, Event, OpCode
 
 use crate::clock::now_ns;
 use crate::stats::new_histogram;
-use crate::wire::{self, ClientHandshake, Target};
+use crate::wire::{self, ClientHandshake, MAX_RESPONSE_HEAD, Target};
 
 /// The token of each loop's waker.
 const WAKER: Token = Token(usize::MAX);
 /// How many reads one connection may do per loop turn before others get a go.
 const MAX_READS_PER_TURN: usize = 8;
-/// The largest handshake response head accepted.
-const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// How long a connection may take from `connect()` to the `101`.
 const HANDSHAKE_TIMEOUT_NS: u64 = 10_000_000_000;
 /// How long the close handshake may take at the end of a run.
@@ -209,6 +207,8 @@ struct Conn<S> {
     blocked: bool,
     /// In the flush list.
     queued: bool,
+    /// The peer's FIN (or an error) was reported: read to the end, not just to a short read.
+    hup: bool,
     decoder: Decoder,
     user: S,
 }
@@ -436,6 +436,9 @@ impl<B: Behaviour> Engine<B> {
                     }
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    if ev.is_read_closed() || ev.is_error() {
+                        self.slab[key].hup = true;
+                    }
                     self.on_readable(key, phase);
                 }
             }
@@ -519,6 +522,7 @@ impl<B: Behaviour> Engine<B> {
             out_pos: 0,
             blocked: false,
             queued: false,
+            hup: false,
             decoder: Decoder::new(),
             user: B::State::default(),
         });
@@ -558,7 +562,13 @@ impl<B: Behaviour> Engine<B> {
             }
         }
         let _ = c.stream.set_nodelay(true);
-        let hs = ClientHandshake::start(&self.cfg.target, &mut c.out);
+        let hs = match ClientHandshake::start(&self.cfg.target, &mut c.out) {
+            Ok(hs) => hs,
+            Err(e) => {
+                self.fail_pending(key, format!("handshake: {e}"));
+                return false;
+            }
+        };
         c.state = State::Handshaking(hs);
         self.flush_one(key);
         self.slab.contains(key)
@@ -726,8 +736,11 @@ impl<B: Behaviour> Engine<B> {
                     if !self.process(key, &mut rbuf[..end], now, phase) {
                         return;
                     }
-                    if n < room {
-                        return; // the socket is drained: a new edge will come with new data
+                    // A short read means the socket is drained, and new data brings a new
+                    // edge; a FIN that came with this data does not, so read on then.
+                    let hup = self.slab.get(key).is_some_and(|c| c.hup);
+                    if n < room && !hup {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -4,6 +4,7 @@
 //! handshake all come from the sans-IO layer the server uses.
 
 use wsreactor::proto::frame::{MAX_HEADER_LEN, encode_header};
+use wsreactor::proto::handshake::{ClientKey, generate_key, parse_response, write_client_request};
 use wsreactor::proto::mask::apply_mask;
 use wsreactor::proto::{CloseCode, OpCode};
 
@@ -101,15 +102,22 @@ impl Target {
 /// A client handshake in progress: the key sent, to check the server's accept.
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
-    key: String,
+    key: ClientKey,
 }
 
+/// The largest response head accepted from a server.
+pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
 impl ClientHandshake {
-    /// Writes an upgrade request for `target` into `out`, with a fresh key.
-    pub fn start(target: &Target, out: &mut Vec<u8>) -> ClientHandshake {
-        let key = handshake::generate_key();
-        handshake::write_client_request(out, &target.host, &target.path, &key);
-        ClientHandshake { key }
+    /// Writes an upgrade request for `target` into `out`, with a fresh random key.
+    pub fn start(target: &Target, out: &mut Vec<u8>) -> Result<ClientHandshake, String> {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
+        nonce[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
+        let key = generate_key(nonce);
+        write_client_request(out, &target.host, &target.path, key.as_str(), &[], None, &[])
+            .map_err(|e| format!("request: {e:?}"))?;
+        Ok(ClientHandshake { key })
     }
 
     /// Looks for a complete `101` response at the start of `buf`.
@@ -117,13 +125,13 @@ impl ClientHandshake {
     /// `Ok(Some(n))`: the response head is the first `n` bytes (frames may follow).
     /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly.
     pub fn finish(&self, buf: &[u8]) -> Result<Option<usize>, String> {
-        handshake::parse_response(buf, &self.key)
+        match parse_response(buf, self.key.as_str(), MAX_RESPONSE_HEAD) {
+            Ok(Some((_, n))) => Ok(Some(n)),
+            Ok(None) => Ok(None),
+            Err(e) if e.status != 0 => Err(format!("status {}: {}", e.status, e.reason)),
+            Err(e) => Err(e.reason.to_string()),
+        }
     }
-}
-
-mod handshake {
-    //! Adapter over `wsreactor::proto::handshake` (client side).
-    pub use wsreactor::proto::handshake::{generate_key, parse_response, write_client_request};
 }
 
 #[cfg(test)]
