@@ -42,10 +42,18 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let (num, mult) = [("kib", 1024), ("mib", 1 << 20), ("kb", 1000), ("mb", 1_000_000), ("k", 1024), ("m", 1 << 20), ("b", 1)]
-        .iter()
-        .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
-        .unwrap_or((lower.clone(), 1));
+    let (num, mult) = [
+        ("kib", 1024),
+        ("mib", 1 << 20),
+        ("kb", 1000),
+        ("mb", 1_000_000),
+        ("k", 1024),
+        ("m", 1 << 20),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
     let v: usize = num.trim().parse().map_err(|_| format!("bad size {s:?}"))?;
     v.checked_mul(mult).ok_or_else(|| format!("size too large {s:?}"))
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
-use crate::stats::{Connect, Latency, Report, histogram_from_string, histogram_to_string, new_histogram};
+use crate::stats::{
+    Connect, Latency, Report, histogram_from_string, histogram_to_string, new_histogram,
+};
 use crate::sys::{CpuSnapshot, rss_bytes};
 
 /// Options of the connect mode.
@@ -80,10 +82,34 @@ fn params(args: &ConnectArgs) -> String {
 fn memory(c: &mut Connect, before: Option<u64>, after: Option<u64>) {
     c.server_rss_before = before;
     c.server_rss_after = after;
-    if let (Some(b), Some(a)) = (before, after) {
-        if c.opened > 0 {
-            c.server_rss_per_conn = Some((a as f64 - b as f64) / c.opened as f64);
-        }
+    if let (Some(b), Some(a)) = (before, after)
+        && c.opened > 0
+    {
+        c.server_rss_per_conn = Some((a as f64 - b as f64) / c.opened as f64);
+    }
+}
+
+/// CPU use on both sides over the opening phase (`a` to `b`, `secs` long).
+fn open_phase_cpu(
+    c: &Common,
+    a: &CpuSnapshot,
+    b: &CpuSnapshot,
+    secs: f64,
+    opened: u64,
+    threads: usize,
+) -> crate::stats::Cpu {
+    let diff = |x: Option<f64>, y: Option<f64>| Some(y? - x?);
+    let server = diff(a.server, b.server);
+    let client = diff(a.client, b.client);
+    let pct = |s: Option<f64>| s.map(|s| 100.0 * s / secs.max(1e-9));
+    crate::stats::Cpu {
+        server_pid: c.server_pid,
+        server_cpu_s: server,
+        server_cpu_us_per_msg: server.filter(|_| opened > 0).map(|s| s * 1e6 / opened as f64),
+        server_cpu_pct: pct(server),
+        client_cpu_s: client,
+        client_cpu_pct: pct(client),
+        client_threads: threads,
     }
 }
 
@@ -132,11 +158,8 @@ pub fn main(args: &ConnectArgs) -> Result<Report, String> {
     conn.held_s = out.window_s;
     conn.handshakes_per_s = conn.opened as f64 / out.connect_s.max(1e-9);
     conn.handshake = Latency::from_histogram(&hs);
-    conn.server_cpu_us_per_handshake = match (cpu0.server, cpu1.server) {
-        (Some(a), Some(b)) if conn.opened > 0 => Some((b - a) * 1e6 / conn.opened as f64),
-        _ => None,
-    };
     memory(&mut conn, rss_before, rss_after);
+    report.cpu = open_phase_cpu(c, &cpu0, &cpu1, out.connect_s, conn.opened, threads);
     if child {
         conn.handshake_hist = Some(histogram_to_string(&hs));
     }
@@ -256,24 +279,11 @@ fn parent(args: &ConnectArgs) -> Result<Report, String> {
     conn.held_s = held_s;
     conn.handshakes_per_s = conn.opened as f64 / open_s.max(1e-9);
     conn.handshake = Latency::from_histogram(&hs);
-    conn.server_cpu_us_per_handshake = match (cpu0.server, cpu1.server) {
-        (Some(a), Some(b)) if conn.opened > 0 => Some((b - a) * 1e6 / conn.opened as f64),
-        _ => None,
-    };
     memory(&mut conn, rss_before, rss_after);
-    let server_cpu_s = match (cpu_w0.server, cpu_w1.server) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    report.cpu = crate::stats::Cpu {
-        server_pid: c.server_pid,
-        server_cpu_s,
-        server_cpu_us_per_msg: None,
-        server_cpu_pct: server_cpu_s.map(|s| 100.0 * s / held_s.max(1e-9)),
-        client_cpu_s: Some(client_cpu),
-        client_cpu_pct: Some(100.0 * client_cpu / held_s.max(1e-9)),
-        client_threads: c.threads * reports.len(),
-    };
+    let _ = (cpu_w0, cpu_w1);
+    report.cpu = open_phase_cpu(c, &cpu0, &cpu1, open_s, conn.opened, c.threads * reports.len());
+    report.cpu.client_cpu_s = Some(client_cpu);
+    report.cpu.client_cpu_pct = Some(100.0 * client_cpu / open_s.max(1e-9));
     report.connect = Some(conn);
     Ok(report)
 }

@@ -80,7 +80,8 @@ pub struct Echo {
 
 impl Echo {
     fn new(size: usize, w: usize, frag: usize, interval: Option<u64>) -> Echo {
-        let template: Vec<u8> = (0..size).map(|i| (i as u32).wrapping_mul(31).wrapping_add(7) as u8).collect();
+        let template: Vec<u8> =
+            (0..size).map(|i| (i as u32).wrapping_mul(31).wrapping_add(7) as u8).collect();
         Echo {
             template: template.into(),
             w: w.max(1),
@@ -141,7 +142,10 @@ impl Behaviour for Echo {
         cx.state.ring = vec![0; self.w];
         cx.state.open = true;
         self.open.push(cx.key);
-        if self.started && self.interval.is_none() && matches!(cx.phase, Phase::Warmup | Phase::Measure) {
+        if self.started
+            && self.interval.is_none()
+            && matches!(cx.phase, Phase::Warmup | Phase::Measure)
+        {
             let mut cx = cx;
             for _ in 0..self.w {
                 let now = cx.now;
@@ -259,8 +263,9 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
     }
     let threads = c.threads.clamp(1, args.conns);
     let interval = args.rate.map(|r| (1e9 * threads as f64 / r.max(1e-3)) as u64);
-    let behaviours: Vec<Echo> =
-        (0..threads).map(|_| Echo::new(args.size, args.in_flight, args.fragment, interval)).collect();
+    let behaviours: Vec<Echo> = (0..threads)
+        .map(|_| Echo::new(args.size, args.in_flight, args.fragment, interval))
+        .collect();
     let plan = Plan {
         connect_rate: None,
         connect_timeout: std::time::Duration::from_secs(30),
@@ -269,10 +274,8 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
         drain: c.drain,
     };
     let out = run(c, args.conns, behaviours, plan, &mut |_| {})?;
-    let mut params = format!(
-        "-c {} -s {} -w {} -t {}",
-        args.conns, args.size, args.in_flight, threads
-    );
+    let mut params =
+        format!("-c {} -s {} -w {} -t {}", args.conns, args.size, args.in_flight, threads);
     if let Some(r) = args.rate {
         params.push_str(&format!(" --rate {r}"));
     }
@@ -294,10 +297,10 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
     report.mb_per_s = report.msgs_per_s * args.size as f64 / 1e6;
     report.latency = Latency::from_histogram(&hist);
     report.latency_from_intended = args.rate.is_some();
-    if let Some(s) = report.cpu.server_cpu_s {
-        if report.messages > 0 {
-            report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / report.messages as f64);
-        }
+    if let Some(s) = report.cpu.server_cpu_s
+        && report.messages > 0
+    {
+        report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / report.messages as f64);
     }
     if !out.drained {
         *report.errors.entry("echoes still outstanding after the drain".into()).or_insert(0) += 1;

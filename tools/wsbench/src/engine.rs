@@ -359,12 +359,7 @@ impl<B: Behaviour> Engine<B> {
 
             // The mode's own timers and sends.
             let mut wake_at = {
-                let mut conns = Conns {
-                    slab: &mut self.slab,
-                    flush: &mut self.flush,
-                    now,
-                    phase,
-                };
+                let mut conns = Conns { slab: &mut self.slab, flush: &mut self.flush, now, phase };
                 self.behaviour.turn(&mut conns, now, phase)
             };
 
@@ -406,11 +401,11 @@ impl<B: Behaviour> Engine<B> {
             if let Some(w) = wake_at {
                 timeout = timeout.min(Duration::from_nanos(w.saturating_sub(now)));
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.stats.error(format!("poll: {e}"));
-                    break;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                self.stats.error(format!("poll: {e}"));
+                break;
             }
 
             let again = std::mem::take(&mut self.again);
@@ -722,9 +717,11 @@ impl<B: Behaviour> Engine<B> {
                     // End of stream: clean if our close handshake was under way.
                     let clean = matches!(c.state, State::Closing { .. });
                     if !clean && !matches!(c.state, State::Connecting | State::Handshaking(_)) {
-                        self.stats.error("server closed the connection without a close frame".into());
+                        self.stats
+                            .error("server closed the connection without a close frame".into());
                     } else if !clean {
-                        self.stats.error("server closed the connection during the handshake".into());
+                        self.stats
+                            .error("server closed the connection during the handshake".into());
                     }
                     self.drop_conn(key, clean);
                     return;
@@ -835,32 +832,33 @@ impl<B: Behaviour> Engine<B> {
                 Event::Close(code, _) => {
                     if matches!(c.state, State::Open) {
                         // The server started the close: answer, then wait for it to hang up.
-                        let reply = if code == CloseCode::NO_STATUS { CloseCode::NORMAL } else { code };
+                        let reply =
+                            if code == CloseCode::NO_STATUS { CloseCode::NORMAL } else { code };
                         wire::push_close(&mut c.out, reply);
                         c.state = State::Closing { initiated: false };
-                        *self.stats.errors.entry(format!("server sent close {}", code.0)).or_insert(0) += 1;
+                        *self
+                            .stats
+                            .errors
+                            .entry(format!("server sent close {}", code.0))
+                            .or_insert(0) += 1;
                     }
                     None
                 }
             };
-            if let Some((data, first, fin)) = piece {
-                if matches!(c.state, State::Open) {
-                    let backlog = c.out.len() - c.out_pos;
-                    self.behaviour.data(
-                        Cx {
-                            index: c.index,
-                            key,
-                            state: &mut c.user,
-                            out: &mut c.out,
-                            backlog,
-                            now,
-                            phase,
-                        },
-                        data,
-                        first,
-                        fin,
-                    );
-                }
+            if let Some((data, first, fin)) = piece
+                && matches!(c.state, State::Open)
+            {
+                let backlog = c.out.len() - c.out_pos;
+                let cx = Cx {
+                    index: c.index,
+                    key,
+                    state: &mut c.user,
+                    out: &mut c.out,
+                    backlog,
+                    now,
+                    phase,
+                };
+                self.behaviour.data(cx, data, first, fin);
             }
         }
         if let Some(e) = failed {

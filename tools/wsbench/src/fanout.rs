@@ -414,7 +414,11 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     params.push_str(&format!(" ({})", topo.name()));
     let mut report = out.base_report("fanout", c, params);
     let mut hist = new_histogram();
-    let mut f = FanoutReport { subscribers: args.subscribers, target_rate: args.rate, ..Default::default() };
+    let mut f = FanoutReport {
+        subscribers: args.subscribers,
+        target_rate: args.rate,
+        ..Default::default()
+    };
     let published_total = shared.published.load(Relaxed);
     let mut subs_closed = 0;
     let mut stalls = 0;
@@ -437,14 +441,17 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     report.mb_per_s = f.deliveries_per_s * args.size as f64 / 1e6;
     report.latency = Latency::from_histogram(&hist);
     report.latency_from_intended = args.rate.is_some();
-    if let Some(s) = report.cpu.server_cpu_s {
-        if f.deliveries > 0 {
-            report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / f.deliveries as f64);
-        }
+    if let Some(s) = report.cpu.server_cpu_s
+        && f.deliveries > 0
+    {
+        report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / f.deliveries as f64);
     }
     let mut why = Vec::new();
     if subs_closed < args.subscribers as u64 {
-        why.push(format!("{} subscribers not accounted for", args.subscribers as u64 - subs_closed));
+        why.push(format!(
+            "{} subscribers not accounted for",
+            args.subscribers as u64 - subs_closed
+        ));
     }
     if f.gaps > 0 {
         why.push(format!("{} deliveries missing", f.gaps));
@@ -454,7 +461,10 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     }
     if let Some(r) = args.rate {
         if f.publish_rate < 0.99 * r {
-            why.push(format!("published {:.0}/s of {r:.0}/s ({stalls} stalls on backpressure)", f.publish_rate));
+            why.push(format!(
+                "published {:.0}/s of {r:.0}/s ({stalls} stalls on backpressure)",
+                f.publish_rate
+            ));
         }
         if report.latency.p99_us > 1e6 {
             why.push("p99 latency over 1 s".into());

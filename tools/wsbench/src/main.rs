@@ -81,10 +81,9 @@ fn plot_main(args: &PlotArgs) -> Result<(), String> {
         }
         reports.push(r);
     }
-    let title = args
-        .title
-        .clone()
-        .unwrap_or_else(|| reports.first().map(|r| format!("{} {}", r.mode, r.params)).unwrap_or_default());
+    let title = args.title.clone().unwrap_or_else(|| {
+        reports.first().map(|r| format!("{} {}", r.mode, r.params)).unwrap_or_default()
+    });
     let refs: Vec<&Report> = reports.iter().collect();
     std::fs::write(&args.out, plot::svg(&title, &refs)).map_err(|e| format!("{}: {e}", args.out))
 }

@@ -12,7 +12,8 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 170.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [&str; 8] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -66,7 +67,12 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="28" font-size="15" text-anchor="middle">{}</text>"#, LEFT + pw / 2.0, esc(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="28" font-size="15" text-anchor="middle">{}</text>"#,
+        LEFT + pw / 2.0,
+        esc(title)
+    );
     // Grid and axes.
     for i in 0..=(max_x as usize) {
         let x = sx(i as f64);
@@ -75,8 +81,16 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
             1 => "90%".to_string(),
             n => format!("99.{}%", "9".repeat(n - 2)).replace("99.%", "99%"),
         };
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, TOP + ph);
-        let _ = writeln!(s, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, TOP + ph + 18.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            TOP + ph
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            TOP + ph + 18.0
+        );
     }
     let mut d = ylo as i32;
     while d <= yhi as i32 {
@@ -89,12 +103,29 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
         } else {
             format!("{v} us")
         };
-        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + pw);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#, LEFT - 6.0, y + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            LEFT + pw
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
+            LEFT - 6.0,
+            y + 4.0
+        );
         d += 1;
     }
-    let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##);
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, LEFT + pw / 2.0, H - 15.0);
+    let _ = writeln!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        LEFT + pw / 2.0,
+        H - 15.0
+    );
     let _ = writeln!(
         s,
         r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency</text>"#,
@@ -104,11 +135,20 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
     // Curves and legend.
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts.iter().map(|&(x, v)| format!("{:.1},{:.1}", sx(x), sy(v))).collect();
-        let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" "));
+        let path: Vec<String> =
+            pts.iter().map(|&(x, v)| format!("{:.1},{:.1}", sx(x), sy(v))).collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
         let ly = TOP + 10.0 + 20.0 * i as f64;
         let lx = LEFT + pw + 12.0;
-        let _ = writeln!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, lx + 22.0);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+            lx + 22.0
+        );
         let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, lx + 28.0, ly + 4.0, esc(name));
     }
     s.push_str("</svg>\n");
@@ -126,7 +166,11 @@ mod tests {
         for v in 1..1000u64 {
             h.record(v * 1000).unwrap();
         }
-        let r = Report { label: "a<b".into(), latency: Latency::from_histogram(&h), ..Default::default() };
+        let r = Report {
+            label: "a<b".into(),
+            latency: Latency::from_histogram(&h),
+            ..Default::default()
+        };
         let out = svg("t", &[&r]);
         assert!(out.starts_with("<svg"));
         assert!(out.contains("polyline"));

@@ -172,7 +172,9 @@ where
     // Connect: until every attempt settled (opened or failed).
     let total_u64 = total as u64;
     while ctl.sum(|t| t.settled.load(std::sync::atomic::Ordering::Relaxed) as u64) < total_u64 {
-        if t0.elapsed() > plan.connect_timeout || ctl.threads.iter().all(|t| t.finished.load(RELAXED)) {
+        if t0.elapsed() > plan.connect_timeout
+            || ctl.threads.iter().all(|t| t.finished.load(RELAXED))
+        {
             break;
         }
         progress.tick(&ctl, "connect", t0);

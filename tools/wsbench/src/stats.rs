@@ -94,7 +94,8 @@ pub struct Cpu {
     pub server_pid: Option<u32>,
     /// Server CPU seconds (user + system) in the window.
     pub server_cpu_s: Option<f64>,
-    /// Server CPU microseconds per message (echo: per round trip; fan-out: per delivery).
+    /// Server CPU microseconds per message (echo: per round trip; fan-out: per delivery;
+    /// connect: per handshake, and all CPU figures cover the opening phase).
     pub server_cpu_us_per_msg: Option<f64>,
     /// Server CPU as a percentage of one core over the window.
     pub server_cpu_pct: Option<f64>,
@@ -158,8 +159,6 @@ pub struct Connect {
     pub server_rss_after: Option<u64>,
     /// (after - before) / opened.
     pub server_rss_per_conn: Option<f64>,
-    /// Server CPU microseconds per handshake over the opening phase.
-    pub server_cpu_us_per_handshake: Option<f64>,
     /// Child processes used.
     pub procs: usize,
     /// A child's handshake histogram for its parent (V2, base64).
@@ -237,7 +236,7 @@ fn fmt_count(v: f64) -> String {
     let digits: Vec<char> = s.trim_start_matches('-').chars().collect();
     let mut out = String::new();
     for (i, ch) in digits.iter().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(*ch);
@@ -254,7 +253,10 @@ impl Report {
         row("target", self.url.clone());
         row("window", format!("{:.2} s, {} connections", self.window_s, self.conns));
         if self.mode != "connect" {
-            row("messages", format!("{} ({}/s)", fmt_count(self.messages as f64), fmt_count(self.msgs_per_s)));
+            row(
+                "messages",
+                format!("{} ({}/s)", fmt_count(self.messages as f64), fmt_count(self.msgs_per_s)),
+            );
             row("throughput", format!("{:.2} MB/s of payload received", self.mb_per_s));
         }
         let l = &self.latency;
@@ -275,10 +277,15 @@ impl Report {
             );
         }
         if let Some(f) = &self.fanout {
-            let target = f.target_rate.map(|r| format!(" (target {})", fmt_count(r))).unwrap_or_default();
+            let target =
+                f.target_rate.map(|r| format!(" (target {})", fmt_count(r))).unwrap_or_default();
             row(
                 "publisher",
-                format!("{} published, {}/s{target}", fmt_count(f.published as f64), fmt_count(f.publish_rate)),
+                format!(
+                    "{} published, {}/s{target}",
+                    fmt_count(f.published as f64),
+                    fmt_count(f.publish_rate)
+                ),
             );
             row(
                 "deliveries",
@@ -289,7 +296,10 @@ impl Report {
                     fmt_count(f.deliveries_per_s)
                 ),
             );
-            row("order", format!("gaps {}  duplicates {}  reorders {}", f.gaps, f.duplicates, f.reorders));
+            row(
+                "order",
+                format!("gaps {}  duplicates {}  reorders {}", f.gaps, f.duplicates, f.reorders),
+            );
             row("kept up", format!("{} ({})", if f.kept_up { "yes" } else { "NO" }, f.kept_up_why));
         }
         if let Some(c) = &self.connect {
@@ -308,18 +318,24 @@ impl Report {
             if h.count > 0 {
                 row(
                     "handshake time",
-                    format!("p50 {}  p99 {}  max {}", fmt_us(h.p50_us), fmt_us(h.p99_us), fmt_us(h.max_us)),
+                    format!(
+                        "p50 {}  p99 {}  max {}",
+                        fmt_us(h.p50_us),
+                        fmt_us(h.p99_us),
+                        fmt_us(h.max_us)
+                    ),
                 );
-            }
-            if let Some(v) = c.server_cpu_us_per_handshake {
-                row("server CPU open", format!("{v:.1} us per handshake"));
             }
             row("held", format!("{:.2} s, {} connections lost", c.held_s, c.lost));
             if let (Some(b), Some(a)) = (c.server_rss_before, c.server_rss_after) {
                 let per = c.server_rss_per_conn.map(fmt_bytes).unwrap_or_else(|| "-".into());
                 row(
                     "server RSS",
-                    format!("{} -> {}: {per} per connection", fmt_bytes(b as f64), fmt_bytes(a as f64)),
+                    format!(
+                        "{} -> {}: {per} per connection",
+                        fmt_bytes(b as f64),
+                        fmt_bytes(a as f64)
+                    ),
                 );
             }
             if c.procs > 1 {
@@ -335,9 +351,10 @@ impl Report {
         );
         let cpu = &self.cpu;
         if let Some(s) = cpu.server_cpu_s {
+            let unit = if self.mode == "connect" { "handshake, while opening" } else { "message" };
             let per = cpu
                 .server_cpu_us_per_msg
-                .map(|v| format!(", {v:.3} us per message"))
+                .map(|v| format!(", {v:.3} us per {unit}"))
                 .unwrap_or_default();
             row(
                 "server CPU",

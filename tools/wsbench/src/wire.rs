@@ -88,7 +88,8 @@ impl Target {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let hp = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+        let hp =
+            if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
         let hp = hp.replace("localhost", "127.0.0.1");
         let addr: std::net::SocketAddr =
             hp.parse().map_err(|_| format!("{url}: the host must be an IP address"))?;
