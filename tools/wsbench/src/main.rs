@@ -3,7 +3,8 @@
 //! Modes: `echo` (round trips, every payload verified), `fanout` (one
 //! publisher, N subscribers, one-way latency and ordering), `connect` (many
 //! idle connections, handshake rate and server memory per connection), and
-//! `plot` (draws the latency curves of saved `--json` reports into one SVG).
+//! `plot` (draws the latency curves of saved `--json` reports into one SVG)
+//! and `summarize` (medians and ratios of `tools/compare.sh` runs).
 //! Each run prints a table, or `--json`.
 
 mod clock;
@@ -14,6 +15,7 @@ mod fanout;
 mod plot;
 mod run;
 mod stats;
+mod summary;
 mod sys;
 mod wire;
 
@@ -39,6 +41,8 @@ enum Mode {
     Connect(connect::ConnectArgs),
     /// Draw the latency curves of saved `--json` reports into one SVG.
     Plot(PlotArgs),
+    /// Medians of repeated runs and ratios to a baseline server, as Markdown (for compare.sh).
+    Summarize(summary::SummaryArgs),
 }
 
 /// Options of `plot`.
@@ -95,6 +99,7 @@ fn main() {
         Mode::Fanout(a) => fanout::main(a).and_then(|r| finish(&r, &a.common)),
         Mode::Connect(a) => connect::main(a).and_then(|r| finish(&r, &a.common)),
         Mode::Plot(a) => plot_main(a),
+        Mode::Summarize(a) => summary::main(a),
     };
     if let Err(e) = result {
         eprintln!("wsbench: {e}");
