@@ -284,14 +284,21 @@ impl Progress {
             (bytes - bytes0.min(bytes)) as f64 / dt / 1e6,
         );
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{line}\x1b[K");
+        // On a terminal the line rewrites itself; in a log it is one line every 5 s.
+        if std::io::IsTerminal::is_terminal(&err) {
+            let _ = write!(err, "\r{line}\x1b[K");
+        } else if dt >= 5.0 || !self.printed.get() {
+            let _ = writeln!(err, "{line}");
+        } else {
+            return;
+        }
         let _ = err.flush();
         self.printed.set(true);
         self.state.set((Instant::now(), msgs, bytes));
     }
 
     fn done(&self) {
-        if self.printed.get() {
+        if self.printed.get() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!();
         }
     }
