@@ -137,11 +137,14 @@ for scen in $SCENARIOS; do
             out="$OUT/runs/${scen}__${srv}__${run}.json"
             log "$scen run $run/$RUNS: $srv"
             # shellcheck disable=SC2086
-            if ! timeout 120 taskset -c 1 "$WSBENCH" $args -u "ws://127.0.0.1:$PORT/" \
+            # Exit 3 (wrong payloads) still leaves a report: keep it, the summary flags it.
+            rc=0
+            timeout 120 taskset -c 1 "$WSBENCH" $args -u "ws://127.0.0.1:$PORT/" \
                 -d "$dur" --warmup "$WARMUP" --server-pid "$SRV_PID" --label "$srv" \
-                --json --quiet >"$out" 2>"$OUT/logs/${scen}__${srv}__${run}.err"; then
-                log "  wsbench failed against $srv (see $OUT/logs)"
-                rm -f "$out"
+                --json --quiet >"$out" 2>"$OUT/logs/${scen}__${srv}__${run}.err" || rc=$?
+            if [ "$rc" != 0 ]; then
+                log "  wsbench exited $rc against $srv (see $OUT/logs)"
+                [ -s "$out" ] || rm -f "$out"
             fi
             stop_server
         done

@@ -5,7 +5,9 @@
 //! idle connections, handshake rate and server memory per connection), and
 //! `plot` (draws the latency curves of saved `--json` reports into one SVG)
 //! and `summarize` (medians and ratios of `tools/compare.sh` runs).
-//! Each run prints a table, or `--json`.
+//! Each run prints a table, or `--json`. Exit status: 0 for a completed run,
+//! 1 when the run could not be made (no connection, bad options), 3 when the
+//! server sent a wrong payload or broke the protocol (the report is still printed).
 
 mod clock;
 mod connect;
@@ -94,15 +96,20 @@ fn plot_main(args: &PlotArgs) -> Result<(), String> {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match &cli.mode {
-        Mode::Echo(a) => echo::main(a).and_then(|r| finish(&r, &a.common)),
-        Mode::Fanout(a) => fanout::main(a).and_then(|r| finish(&r, &a.common)),
-        Mode::Connect(a) => connect::main(a).and_then(|r| finish(&r, &a.common)),
-        Mode::Plot(a) => plot_main(a),
-        Mode::Summarize(a) => summary::main(a),
+    let report = match &cli.mode {
+        Mode::Echo(a) => echo::main(a).and_then(|r| finish(&r, &a.common).map(|_| Some(r))),
+        Mode::Fanout(a) => fanout::main(a).and_then(|r| finish(&r, &a.common).map(|_| Some(r))),
+        Mode::Connect(a) => connect::main(a).and_then(|r| finish(&r, &a.common).map(|_| Some(r))),
+        Mode::Plot(a) => plot_main(a).map(|_| None),
+        Mode::Summarize(a) => summary::main(a).map(|_| None),
     };
-    if let Err(e) = result {
-        eprintln!("wsbench: {e}");
-        std::process::exit(1);
+    match report {
+        Err(e) => {
+            eprintln!("wsbench: {e}");
+            std::process::exit(1);
+        }
+        // A wrong answer from the server is a failed run, whatever its speed.
+        Ok(Some(r)) if r.verify_errors > 0 || r.protocol_errors > 0 => std::process::exit(3),
+        Ok(_) => {}
     }
 }

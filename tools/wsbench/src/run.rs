@@ -183,6 +183,21 @@ where
     let connect_s = t0.elapsed().as_secs_f64();
     at_open(&ctl);
     let open_at_start = ctl.sum(|t| t.open_now.load(RELAXED) as u64) as usize;
+    if open_at_start == 0 && total > 0 {
+        // Nothing to measure: stop the loops and say why.
+        ctl.set_phase(Phase::Close);
+        progress.done();
+        let mut errors = std::collections::BTreeMap::new();
+        for h in handles {
+            if let Ok((e, _)) = h.join() {
+                for (k, v) in e.errors {
+                    *errors.entry(k).or_insert(0u64) += v;
+                }
+            }
+        }
+        let why: Vec<String> = errors.iter().map(|(k, v)| format!("{v} x {k}")).collect();
+        return Err(format!("no connection opened ({})", why.join("; ")));
+    }
 
     // Warmup, then the measured window.
     sleep_with_progress(&ctl, &progress, Phase::Warmup, plan.warmup, "warmup");
