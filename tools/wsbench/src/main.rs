@@ -11,6 +11,8 @@
 
 mod clock;
 mod connect;
+#[cfg(test)]
+mod e2e;
 mod echo;
 mod engine;
 mod fanout;
