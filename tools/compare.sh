@@ -5,10 +5,12 @@
 #
 #   tools/compare.sh [--runs N] [--duration 4s] [--servers "wsreactor bun ..."]
 #                    [--scenarios "echo64 echo20 echo16k fanout connect"] [--out DIR]
+#                    [--server-cpus 0] [--client-cpus 1] [--client-threads 1]
 #
 # Every server listens on 127.0.0.1 only, is pinned to core 0 (taskset -c 0) and
 # is stopped by PID when its run ends (and by the EXIT trap on any failure);
-# wsbench is pinned to core 1. Runs are interleaved over servers so slow drift on
+# wsbench is pinned to core 1 (on a bigger machine give it more: --client-cpus 1-3
+# --client-threads 3, so that it is never the bottleneck). Runs are interleaved over servers so slow drift on
 # a shared machine hits every server alike; each run gets a fresh server and port.
 set -euo pipefail
 
@@ -19,6 +21,9 @@ WARMUP=1s
 SERVERS="wsreactor tokio-tungstenite fastwebsockets bun node-ws"
 SCENARIOS="echo64 echo20 echo16k fanout connect"
 OUT="$ROOT/target/compare"
+SERVER_CPUS=0
+CLIENT_CPUS=1
+CLIENT_THREADS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
@@ -27,7 +32,10 @@ while [ $# -gt 0 ]; do
         --servers) SERVERS=$2; shift 2 ;;
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --server-cpus) SERVER_CPUS=$2; shift 2 ;;
+        --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
+        --client-threads) CLIENT_THREADS=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -85,7 +93,7 @@ start_server() { # NAME MODE PORT
     local cmd
     cmd=$(server_cmd "$1" "$2" "$3")
     # shellcheck disable=SC2086
-    taskset -c 0 $cmd >"$OUT/logs/$1-$2-$3.log" 2>&1 &
+    taskset -c "$SERVER_CPUS" $cmd >"$OUT/logs/$1-$2-$3.log" 2>&1 &
     SRV_PID=$!
     SERVER_PIDS+=("$SRV_PID")
     for _ in $(seq 100); do
@@ -139,7 +147,7 @@ for scen in $SCENARIOS; do
             # shellcheck disable=SC2086
             # Exit 3 (wrong payloads) still leaves a report: keep it, the summary flags it.
             rc=0
-            timeout 120 taskset -c 1 "$WSBENCH" $args -u "ws://127.0.0.1:$PORT/" \
+            timeout 120 taskset -c "$CLIENT_CPUS" "$WSBENCH" $args -t "$CLIENT_THREADS" -u "ws://127.0.0.1:$PORT/" \
                 -d "$dur" --warmup "$WARMUP" --server-pid "$SRV_PID" --label "$srv" \
                 --json --quiet >"$out" 2>"$OUT/logs/${scen}__${srv}__${run}.err" || rc=$?
             if [ "$rc" != 0 ]; then
@@ -156,7 +164,8 @@ log "measured in $(( $(date +%s) - START )) s"
 {
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
     echo "Runs per cell: $RUNS (median shown), window $DURATION after $WARMUP warmup;"
-    echo "server on core 0 (one reactor/thread), wsbench on core 1 (one thread)."
+    echo "Server on CPU $SERVER_CPUS (one reactor/thread), wsbench on CPU $CLIENT_CPUS ($CLIENT_THREADS thread(s))."
+    echo "connect: 15,000 connections held 2 s; server RSS read from /proc/PID/status before and after."
     echo
     "$WSBENCH" summarize --dir "$OUT/runs" --baseline wsreactor --svg-dir "$OUT"
 } | tee "$OUT/summary.md"
