@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Cross-checks wsbench against an independent client (tools/peers/node-ws/echo-client.js,
-# built on Node's `ws`) on the same scenario against the same slow server (Python
-# `websockets`, tools/peers/python/echo_server.py), so neither client is the bottleneck.
-# Alternates the two clients RUNS times (fresh server each run; server on core 0, client on
-# core 1) and prints the medians and how far apart they are.
+# built on Node's `ws`): both run the same scenario *at the same time* against one slow
+# server (Python `websockets`, tools/peers/python/echo_server.py), each with CONNS
+# connections, so neither client is the bottleneck and both see the same server at the
+# same moment (a shared machine's noise hits both alike). A server that is fair to its
+# connections then gives each client the same rate and latency, and two clients that
+# measure correctly must agree. RUNS runs (fresh server each; server on core 0, clients
+# on core 1); prints the medians and how far apart they are.
 #
 #   tools/crosscheck.sh [RUNS] [CONNS] [SIZE] [IN_FLIGHT] [SECONDS]
 set -euo pipefail
@@ -37,14 +40,17 @@ stop() { kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=;
 node_rates=(); node_p50=(); ws_rates=(); ws_p50=()
 for run in $(seq "$RUNS"); do
     start
-    line=$(taskset -c 1 timeout 60 node "$PEERS/node-ws/echo-client.js" "ws://127.0.0.1:$PORT/" "$CONNS" "$SIZE" "$W" "$SECS" 1)
+    taskset -c 1 timeout 60 node "$PEERS/node-ws/echo-client.js" "ws://127.0.0.1:$PORT/" "$CONNS" "$SIZE" "$W" \
+        "$SECS" 1 >/tmp/crosscheck-node.$$ &
+    NODE=$!
+    wsline=$(taskset -c 1 timeout 60 "$WSBENCH" echo -u "ws://127.0.0.1:$PORT/" -c "$CONNS" -s "$SIZE" -w "$W" \
+        -d "${SECS}s" --warmup 1s --json --quiet)
+    wait "$NODE"
+    line=$(cat /tmp/crosscheck-node.$$)
+    rm -f /tmp/crosscheck-node.$$
     stop
     node_rates+=("$(jq .msgs_per_s <<<"$line")"); node_p50+=("$(jq .p50_us <<<"$line")")
-    start
-    line=$(taskset -c 1 timeout 60 "$WSBENCH" echo -u "ws://127.0.0.1:$PORT/" -c "$CONNS" -s "$SIZE" -w "$W" \
-        -d "${SECS}s" --warmup 1s --json --quiet)
-    stop
-    ws_rates+=("$(jq .msgs_per_s <<<"$line")"); ws_p50+=("$(jq .latency.p50_us <<<"$line")")
+    ws_rates+=("$(jq .msgs_per_s <<<"$wsline")"); ws_p50+=("$(jq .latency.p50_us <<<"$wsline")")
     echo "run $run: node-ws client ${node_rates[-1]} msg/s p50 ${node_p50[-1]} us;" \
         "wsbench ${ws_rates[-1]} msg/s p50 ${ws_p50[-1]} us" >&2
 done
@@ -52,7 +58,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[
 nr=$(median "${node_rates[@]}"); wr=$(median "${ws_rates[@]}")
 np=$(median "${node_p50[@]}"); wp=$(median "${ws_p50[@]}")
 awk -v nr="$nr" -v wr="$wr" -v np="$np" -v wp="$wp" -v c="$CONNS" -v s="$SIZE" -v w="$W" -v n="$RUNS" 'BEGIN {
-    printf "echo %d conns x %d B x %d in flight, Python websockets server, medians of %d runs:\n", c, s, w, n
+    printf "echo, each client %d conns x %d B x %d in flight, both at once on one Python websockets server, medians of %d runs:\n", c, s, w, n
     printf "| client | messages/s | RTT p50 |\n|---|---|---|\n"
     printf "| wsbench | %.0f | %.0f us |\n| Node ws client | %.0f | %.0f us |\n", wr, wp, nr, np
     dr = 100 * (wr - nr) / nr; dp = 100 * (wp - np) / np
