@@ -49,6 +49,12 @@ fn us(v: f64) -> String {
 fn metrics(mode: &str) -> Vec<Metric> {
     let cpu_per_msg = |r: &Report| r.cpu.server_cpu_us_per_msg;
     let cpu_fmt: fn(f64) -> String = |v| format!("{v:.2} us");
+    let server_cpu = Metric {
+        name: "server CPU % of its core",
+        higher_is_better: false,
+        get: |r| r.cpu.server_cpu_pct,
+        fmt: |v| format!("{v:.0}%"),
+    };
     let wsbench_cpu = Metric {
         name: "wsbench CPU % of its core",
         higher_is_better: false,
@@ -81,6 +87,7 @@ fn metrics(mode: &str) -> Vec<Metric> {
                 get: |r| r.connect.as_ref().map(|c| c.opened as f64),
                 fmt: |v| format!("{v:.0}"),
             },
+            server_cpu,
             wsbench_cpu,
         ],
         _ => vec![
@@ -112,6 +119,7 @@ fn metrics(mode: &str) -> Vec<Metric> {
                 get: cpu_per_msg,
                 fmt: cpu_fmt,
             },
+            server_cpu,
             wsbench_cpu,
         ],
     }
@@ -223,7 +231,9 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
         }
     }
     out.push_str(&format!(
-        "\nCells are medians; (N.NNx) is {} / peer for that metric.\n",
+        "\nCells are medians; (N.NNx) is {} / peer for that metric. The CPU rows say which side \
+         was the bottleneck: a run where neither side is near 100% was slowed by something \
+         else (another process on the same core).\n",
         args.baseline
     ));
     print!("{out}");
