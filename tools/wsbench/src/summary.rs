@@ -27,7 +27,8 @@ pub struct SummaryArgs {
 /// A metric of a scenario: its name, whether more is better, how to read it.
 struct Metric {
     name: &'static str,
-    higher_is_better: bool,
+    /// `None`: not a score, no ratio (the CPU % rows tell which side was busy).
+    higher_is_better: Option<bool>,
     get: fn(&Report) -> Option<f64>,
     fmt: fn(f64) -> String,
 }
@@ -51,13 +52,13 @@ fn metrics(mode: &str) -> Vec<Metric> {
     let cpu_fmt: fn(f64) -> String = |v| format!("{v:.2} us");
     let server_cpu = Metric {
         name: "server CPU % of its core",
-        higher_is_better: false,
+        higher_is_better: None,
         get: |r| r.cpu.server_cpu_pct,
         fmt: |v| format!("{v:.0}%"),
     };
     let wsbench_cpu = Metric {
         name: "wsbench CPU % of its core",
-        higher_is_better: false,
+        higher_is_better: None,
         get: |r| r.cpu.client_cpu_pct,
         fmt: |v| format!("{v:.0}%"),
     };
@@ -65,25 +66,25 @@ fn metrics(mode: &str) -> Vec<Metric> {
         "connect" => vec![
             Metric {
                 name: "server RSS per connection",
-                higher_is_better: false,
+                higher_is_better: Some(false),
                 get: |r| r.connect.as_ref().and_then(|c| c.server_rss_per_conn),
                 fmt: |v| format!("{v:.0} B"),
             },
             Metric {
                 name: "handshakes/s",
-                higher_is_better: true,
+                higher_is_better: Some(true),
                 get: |r| r.connect.as_ref().map(|c| c.handshakes_per_s),
                 fmt: si,
             },
             Metric {
                 name: "server CPU per handshake",
-                higher_is_better: false,
+                higher_is_better: Some(false),
                 get: cpu_per_msg,
                 fmt: cpu_fmt,
             },
             Metric {
                 name: "connections opened",
-                higher_is_better: true,
+                higher_is_better: Some(true),
                 get: |r| r.connect.as_ref().map(|c| c.opened as f64),
                 fmt: |v| format!("{v:.0}"),
             },
@@ -93,19 +94,19 @@ fn metrics(mode: &str) -> Vec<Metric> {
         _ => vec![
             Metric {
                 name: if mode == "fanout" { "deliveries/s" } else { "messages/s" },
-                higher_is_better: true,
+                higher_is_better: Some(true),
                 get: |r| Some(r.msgs_per_s),
                 fmt: si,
             },
             Metric {
                 name: "latency p50",
-                higher_is_better: false,
+                higher_is_better: Some(false),
                 get: |r| Some(r.latency.p50_us),
                 fmt: us,
             },
             Metric {
                 name: "latency p99",
-                higher_is_better: false,
+                higher_is_better: Some(false),
                 get: |r| Some(r.latency.p99_us),
                 fmt: us,
             },
@@ -115,7 +116,7 @@ fn metrics(mode: &str) -> Vec<Metric> {
                 } else {
                     "server CPU per message"
                 },
-                higher_is_better: false,
+                higher_is_better: Some(false),
                 get: cpu_per_msg,
                 fmt: cpu_fmt,
             },
@@ -183,13 +184,19 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
                     None => "-".to_string(),
                     Some(v) if s == &args.baseline => (m.fmt)(v),
                     Some(v) => match base {
-                        Some(b) if v > 0.0 => format!("{} ({:.2}x)", (m.fmt)(v), b / v),
+                        Some(b) if v > 0.0 && m.higher_is_better.is_some() => {
+                            format!("{} ({:.2}x)", (m.fmt)(v), b / v)
+                        }
                         _ => (m.fmt)(v),
                     },
                 };
                 cells.push(if n > 0 { cell } else { "-".into() });
             }
-            let arrow = if m.higher_is_better { "higher is better" } else { "lower is better" };
+            let arrow = match m.higher_is_better {
+                Some(true) => "higher is better",
+                Some(false) => "lower is better",
+                None => "which side was busy",
+            };
             let label =
                 if i == 0 { format!("**{}**", title.replace('|', "/")) } else { String::new() };
             out.push_str(&format!("| {label} | {} ({arrow}) | {} |\n", m.name, cells.join(" | ")));
