@@ -15,7 +15,7 @@ use wsreactor::proto::OpCode;
 
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
-use crate::stats::{Latency, Report, new_histogram};
+use crate::stats::{Report, new_histogram};
 use crate::wire::push_message;
 
 /// Options of the echo mode.
@@ -266,13 +266,7 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
     let behaviours: Vec<Echo> = (0..threads)
         .map(|_| Echo::new(args.size, args.in_flight, args.fragment, interval))
         .collect();
-    let plan = Plan {
-        connect_rate: None,
-        connect_timeout: std::time::Duration::from_secs(30),
-        warmup: c.warmup,
-        window: c.duration,
-        drain: c.drain,
-    };
+    let plan = Plan::load(c);
     let out = run(c, args.conns, behaviours, plan, &mut |_| {})?;
     let mut params =
         format!("-c {} -s {} -w {} -t {}", args.conns, args.size, args.in_flight, threads);
@@ -293,15 +287,7 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
                 b.unsent;
         }
     }
-    report.msgs_per_s = report.messages as f64 / out.window_s.max(1e-9);
-    report.mb_per_s = report.msgs_per_s * args.size as f64 / 1e6;
-    report.latency = Latency::from_histogram(&hist);
-    report.latency_from_intended = args.rate.is_some();
-    if let Some(s) = report.cpu.server_cpu_s
-        && report.messages > 0
-    {
-        report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / report.messages as f64);
-    }
+    report.set_messages(report.messages, args.size, &hist, args.rate.is_some());
     if !out.drained {
         *report.errors.entry("echoes still outstanding after the drain".into()).or_insert(0) += 1;
     }

@@ -213,6 +213,21 @@ struct Conn<S> {
     user: S,
 }
 
+impl<S> Conn<S> {
+    /// The behaviour's view of this connection.
+    fn cx(&mut self, key: usize, now: u64, phase: Phase) -> Cx<'_, S> {
+        Cx {
+            index: self.index,
+            key,
+            backlog: self.out.len() - self.out_pos,
+            state: &mut self.user,
+            out: &mut self.out,
+            now,
+            phase,
+        }
+    }
+}
+
 /// The behaviour's access to all of a thread's connections from [`Behaviour::turn`].
 pub struct Conns<'a, S> {
     slab: &'a mut Slab<Conn<S>>,
@@ -228,16 +243,7 @@ impl<S> Conns<'_, S> {
         if !matches!(c.state, State::Open) {
             return None;
         }
-        let backlog = c.out.len() - c.out_pos;
-        let r = f(Cx {
-            index: c.index,
-            key,
-            state: &mut c.user,
-            out: &mut c.out,
-            backlog,
-            now: self.now,
-            phase: self.phase,
-        });
+        let r = f(c.cx(key, self.now, self.phase));
         if c.out.len() > c.out_pos && !c.queued {
             c.queued = true;
             self.flush.push(key);
@@ -774,17 +780,7 @@ impl<B: Behaviour> Engine<B> {
                     self.pending -= 1;
                     self.stats.handshake.saturating_record(now.saturating_sub(c.started).max(1));
                     self.settle(true);
-                    let c = &mut self.slab[key];
-                    let backlog = c.out.len() - c.out_pos;
-                    self.behaviour.opened(Cx {
-                        index: c.index,
-                        key,
-                        state: &mut c.user,
-                        out: &mut c.out,
-                        backlog,
-                        now,
-                        phase,
-                    });
+                    self.behaviour.opened(self.slab[key].cx(key, now, phase));
                 }
                 Ok(None) if buf.len() < MAX_RESPONSE_HEAD => {
                     c.inbuf.extend_from_slice(buf);
@@ -848,17 +844,7 @@ impl<B: Behaviour> Engine<B> {
             if let Some((data, first, fin)) = piece
                 && matches!(c.state, State::Open)
             {
-                let backlog = c.out.len() - c.out_pos;
-                let cx = Cx {
-                    index: c.index,
-                    key,
-                    state: &mut c.user,
-                    out: &mut c.out,
-                    backlog,
-                    now,
-                    phase,
-                };
-                self.behaviour.data(cx, data, first, fin);
+                self.behaviour.data(c.cx(key, now, phase), data, first, fin);
             }
         }
         if let Some(e) = failed {

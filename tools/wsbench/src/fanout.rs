@@ -20,7 +20,7 @@ use wsreactor::proto::OpCode;
 
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
-use crate::stats::{Fanout as FanoutReport, Latency, Report, new_histogram};
+use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
 use crate::wire::push_message;
 
 /// Bytes of the sequence number and timestamp at the start of each payload.
@@ -398,13 +398,7 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             finished_subs: 0,
         })
         .collect();
-    let plan = Plan {
-        connect_rate: None,
-        connect_timeout: std::time::Duration::from_secs(30),
-        warmup: c.warmup,
-        window: c.duration,
-        drain: c.drain,
-    };
+    let plan = Plan::load(c);
     let out = run(c, total, behaviours, plan, &mut |_| {})?;
     let mut params = format!("-n {} -s {} -t {threads}", args.subscribers, args.size);
     match args.rate {
@@ -436,16 +430,7 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     let w = out.window_s.max(1e-9);
     f.publish_rate = f.published as f64 / w;
     f.deliveries_per_s = f.deliveries as f64 / w;
-    report.messages = f.deliveries;
-    report.msgs_per_s = f.deliveries_per_s;
-    report.mb_per_s = f.deliveries_per_s * args.size as f64 / 1e6;
-    report.latency = Latency::from_histogram(&hist);
-    report.latency_from_intended = args.rate.is_some();
-    if let Some(s) = report.cpu.server_cpu_s
-        && f.deliveries > 0
-    {
-        report.cpu.server_cpu_us_per_msg = Some(s * 1e6 / f.deliveries as f64);
-    }
+    report.set_messages(f.deliveries, args.size, &hist, args.rate.is_some());
     let mut why = Vec::new();
     if subs_closed < args.subscribers as u64 {
         why.push(format!(

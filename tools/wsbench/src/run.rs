@@ -71,6 +71,20 @@ pub struct Plan {
     pub drain: Duration,
 }
 
+impl Plan {
+    /// The plan of a load mode (echo, fan-out): connect as fast as possible, then
+    /// warm up, measure and drain as `common` says.
+    pub fn load(common: &Common) -> Plan {
+        Plan {
+            connect_rate: None,
+            connect_timeout: Duration::from_secs(30),
+            warmup: common.warmup,
+            window: common.duration,
+            drain: common.drain,
+        }
+    }
+}
+
 /// What the coordinator hands back to a mode to build its report.
 pub struct Outcome<B> {
     /// Each loop's own figures.

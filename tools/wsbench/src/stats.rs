@@ -245,6 +245,27 @@ fn fmt_count(v: f64) -> String {
 }
 
 impl Report {
+    /// Fills the message figures: `messages` of `size` bytes completed in the window,
+    /// their latencies in `hist`, and the server's CPU time per message.
+    pub fn set_messages(
+        &mut self,
+        messages: u64,
+        size: usize,
+        hist: &Histogram<u64>,
+        from_intended: bool,
+    ) {
+        self.messages = messages;
+        self.msgs_per_s = messages as f64 / self.window_s.max(1e-9);
+        self.mb_per_s = self.msgs_per_s * size as f64 / 1e6;
+        self.latency = Latency::from_histogram(hist);
+        self.latency_from_intended = from_intended;
+        if let Some(s) = self.cpu.server_cpu_s
+            && messages > 0
+        {
+            self.cpu.server_cpu_us_per_msg = Some(s * 1e6 / messages as f64);
+        }
+    }
+
     /// The human table.
     pub fn table(&self) -> String {
         let mut rows: Vec<(String, String)> = Vec::new();
