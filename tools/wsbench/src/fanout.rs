@@ -451,6 +451,13 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
                 f.publish_rate
             ));
         }
+        let offered = f.publish_rate * args.subscribers as f64;
+        if f.deliveries_per_s < 0.99 * offered {
+            why.push(format!(
+                "delivered {:.0}/s of the {offered:.0}/s published x subscribers",
+                f.deliveries_per_s
+            ));
+        }
         if report.latency.p99_us > 1e6 {
             why.push("p99 latency over 1 s".into());
         }
