@@ -133,6 +133,7 @@ mkdir -p "$OUT/runs" "$OUT/logs"
 rm -f "$OUT"/runs/*.json
 PORT=20100
 START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in $SCENARIOS; do
     mode=$(scenario_mode "$scen")
     args=$(scenario_args "$scen")
@@ -166,6 +167,8 @@ log "measured in $(( $(date +%s) - START )) s"
     echo "Runs per cell: $RUNS (median shown), window $DURATION after $WARMUP warmup;"
     echo "Server on CPU $SERVER_CPUS (one reactor/thread), wsbench on CPU $CLIENT_CPUS ($CLIENT_THREADS thread(s))."
     echo "connect: 15,000 connections held 2 s; server RSS read from /proc/PID/status before and after."
+    echo "Load average (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "(other jobs on the machine share both cores: compare the CPU rows before trusting a cell)."
     echo
     "$WSBENCH" summarize --dir "$OUT/runs" --baseline wsreactor --svg-dir "$OUT"
 } | tee "$OUT/summary.md"
