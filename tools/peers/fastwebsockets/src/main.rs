@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use fastwebsockets::{
-    Frame, FragmentCollector, FragmentCollectorRead, OpCode, Payload, Role, WebSocket,
+    FragmentCollector, FragmentCollectorRead, Frame, OpCode, Payload, Role, WebSocket,
 };
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,8 +95,12 @@ async fn broadcast(mut stream: TcpStream, id: u64, clients: Clients) {
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let res = match &out {
-                Out::Data(op, data) => write.write_frame(Frame::new(true, *op, None, Payload::Borrowed(data))).await,
-                Out::Control(op, data) => write.write_frame(Frame::new(true, *op, None, Payload::Borrowed(data))).await,
+                Out::Data(op, data) => {
+                    write.write_frame(Frame::new(true, *op, None, Payload::Borrowed(data))).await
+                }
+                Out::Control(op, data) => {
+                    write.write_frame(Frame::new(true, *op, None, Payload::Borrowed(data))).await
+                }
             };
             if res.is_err() || matches!(out, Out::Control(OpCode::Close, _)) {
                 return;

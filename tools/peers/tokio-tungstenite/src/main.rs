@@ -22,7 +22,8 @@ fn config() -> WebSocketConfig {
 
 async fn echo(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await else {
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await
+    else {
         return;
     };
     while let Some(Ok(msg)) = ws.next().await {
