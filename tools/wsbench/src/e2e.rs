@@ -1,0 +1,143 @@
+//! End-to-end tests: each mode against an in-process wsreactor server.
+
+use std::time::Duration;
+
+use clap::Parser;
+use wsreactor::{Ctx, Handler, Message, Server};
+
+use crate::{Cli, Mode};
+
+struct Echo;
+
+impl Handler for Echo {
+    type Conn = ();
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        let _ = cx.send(msg);
+    }
+}
+
+struct Broadcast;
+
+impl Handler for Broadcast {
+    type Conn = ();
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        cx.broadcast(msg);
+    }
+}
+
+/// Starts a one-reactor server on an ephemeral loopback port; returns its URL.
+fn start<H: Handler + Send>(
+    h: impl Fn(usize) -> H + Send + Sync + 'static,
+) -> (String, wsreactor::Running) {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .and_then(|b| b.reactors(1).max_message_size(4 << 20).handler(h).build())
+        .expect("server");
+    let url = format!("ws://{}/", server.local_addr());
+    (url, server.spawn().expect("spawn"))
+}
+
+fn parse(args: &[&str]) -> Mode {
+    let mut v = vec!["wsbench"];
+    v.extend_from_slice(args);
+    Cli::parse_from(v).mode
+}
+
+#[test]
+fn echo_verifies_every_payload() {
+    let (url, running) = start(|_| Echo);
+    let Mode::Echo(a) = parse(&[
+        "echo", "-u", &url, "-c", "8", "-s", "100", "-w", "4", "-d", "300ms", "--warmup", "100ms",
+        "-q",
+    ]) else {
+        unreachable!()
+    };
+    let r = crate::echo::main(&a).expect("run");
+    assert!(r.messages > 100, "{r:?}");
+    assert_eq!(
+        (r.verify_errors, r.protocol_errors, r.lost, r.failed),
+        (0, 0, 0, 0),
+        "{:?}",
+        r.errors
+    );
+    assert!(r.latency.count > 0 && r.latency.p50_us > 0.0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+
+    // Fragmented sends of large messages, two threads, at a fixed rate.
+    let Mode::Echo(a) = parse(&[
+        "echo",
+        "-u",
+        &url,
+        "-c",
+        "4",
+        "-t",
+        "2",
+        "-s",
+        "200KiB",
+        "--fragment",
+        "70000",
+        "--rate",
+        "400",
+        "-d",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "-q",
+    ]) else {
+        unreachable!()
+    };
+    let r = crate::echo::main(&a).expect("run");
+    assert!(r.messages > 50, "{r:?}");
+    assert!(r.latency_from_intended);
+    assert_eq!((r.verify_errors, r.protocol_errors, r.lost), (0, 0, 0), "{:?}", r.errors);
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}
+
+#[test]
+fn fanout_counts_every_delivery() {
+    let (url, running) = start(|_| Broadcast);
+    let Mode::Fanout(a) = parse(&[
+        "fanout", "-u", &url, "-n", "20", "-s", "64", "-w", "8", "-d", "300ms", "--warmup",
+        "100ms", "-q",
+    ]) else {
+        unreachable!()
+    };
+    let r = crate::fanout::main(&a).expect("run");
+    let f = r.fanout.clone().expect("fanout figures");
+    assert!(f.published > 10 && f.deliveries >= f.published * 19, "{f:?}");
+    assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+    assert!(f.kept_up, "{}", f.kept_up_why);
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}
+
+#[test]
+fn connect_opens_holds_and_closes() {
+    let (url, running) = start(|_| Echo);
+    let Mode::Connect(a) = parse(&[
+        "connect",
+        "-u",
+        &url,
+        "-c",
+        "300",
+        "-d",
+        "200ms",
+        "-q",
+        "--src-ips",
+        "127.0.0.2,127.0.0.3",
+    ]) else {
+        unreachable!()
+    };
+    let r = crate::connect::main(&a).expect("run");
+    let c = r.connect.clone().expect("connect figures");
+    assert_eq!((c.opened, c.failed, c.lost), (300, 0, 0), "{:?}", r.errors);
+    assert!(c.handshakes_per_s > 0.0 && c.handshake.count == 300);
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}
+
+#[test]
+fn refuses_non_loopback_targets() {
+    let Mode::Echo(a) = parse(&["echo", "-u", "ws://192.0.2.1:80/", "-d", "10ms", "-q"]) else {
+        unreachable!()
+    };
+    assert!(crate::echo::main(&a).is_err());
+}

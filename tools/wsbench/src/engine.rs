@@ -1,0 +1,868 @@
+//! One client event loop per thread: a `mio::Poll`, a slab of connections,
+//! one shared read buffer, and output batched into one write per connection
+//! per loop turn.
+//!
+//! The engine owns sockets, the WebSocket client protocol (handshake, pong
+//! replies, the close handshake, decoding) and connection pacing. What a
+//! connection *does* — which messages it sends and how it checks what comes
+//! back — is a [`Behaviour`], one per mode.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use wsreactor::proto::{CloseCode, Decoded, Decoder, DecoderConfig, Event, OpCode, Role};
+
+use crate::clock::now_ns;
+use crate::stats::new_histogram;
+use crate::wire::{self, ClientHandshake, MAX_RESPONSE_HEAD, Target};
+
+/// The token of each loop's waker.
+const WAKER: Token = Token(usize::MAX);
+/// How many reads one connection may do per loop turn before others get a go.
+const MAX_READS_PER_TURN: usize = 8;
+/// How long a connection may take from `connect()` to the `101`.
+const HANDSHAKE_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long the close handshake may take at the end of a run.
+const CLOSE_TIMEOUT_NS: u64 = 2_000_000_000;
+
+/// The phases of a run, moved forward by the coordinating thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// Opening connections.
+    Connect = 0,
+    /// Load is on, nothing is recorded.
+    Warmup = 1,
+    /// Load is on and recorded.
+    Measure = 2,
+    /// No new load; outstanding messages may still arrive (not recorded).
+    Drain = 3,
+    /// Close handshakes, then the loops exit.
+    Close = 4,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Connect,
+            1 => Phase::Warmup,
+            2 => Phase::Measure,
+            3 => Phase::Drain,
+            _ => Phase::Close,
+        }
+    }
+}
+
+/// Live counters of one loop thread, read by the progress line and the coordinator.
+#[derive(Debug, Default)]
+pub struct ThreadProgress {
+    /// Messages completed (echoes or deliveries), whatever the phase.
+    pub msgs: AtomicU64,
+    /// Bytes read from sockets.
+    pub bytes_in: AtomicU64,
+    /// Connections whose handshake completed.
+    pub opened: AtomicUsize,
+    /// Connection attempts that finished, opened or failed.
+    pub settled: AtomicUsize,
+    /// Connections currently open.
+    pub open_now: AtomicUsize,
+    /// Open connections closed by the server or the network.
+    pub lost: AtomicUsize,
+    /// The behaviour has nothing outstanding (used in [`Phase::Drain`]).
+    pub drained: AtomicBool,
+    /// The loop has exited.
+    pub finished: AtomicBool,
+}
+
+/// State shared by the coordinator and every loop thread.
+#[derive(Debug)]
+pub struct Control {
+    phase: AtomicU8,
+    wakers: Mutex<Vec<Arc<Waker>>>,
+    /// One entry per loop thread.
+    pub threads: Vec<Arc<ThreadProgress>>,
+}
+
+impl Control {
+    /// Control for `n` loop threads, starting in [`Phase::Connect`].
+    pub fn new(n: usize) -> Control {
+        Control {
+            phase: AtomicU8::new(Phase::Connect as u8),
+            wakers: Mutex::new(Vec::new()),
+            threads: (0..n).map(|_| Arc::new(ThreadProgress::default())).collect(),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Relaxed))
+    }
+
+    /// Moves to `p` and wakes every loop.
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Relaxed);
+        if let Ok(w) = self.wakers.lock() {
+            for waker in w.iter() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// Sum of a counter over the threads.
+    pub fn sum(&self, f: impl Fn(&ThreadProgress) -> u64) -> u64 {
+        self.threads.iter().map(|t| f(t)).sum()
+    }
+}
+
+/// What one loop thread is asked to do.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where to connect.
+    pub target: Arc<Target>,
+    /// How many connections this thread opens.
+    pub conns: usize,
+    /// The global index of this thread's first connection.
+    pub first_index: usize,
+    /// Connections per second for this thread (`None`: as fast as possible).
+    pub connect_rate: Option<f64>,
+    /// Most handshakes in progress at once on this thread.
+    pub max_pending: usize,
+    /// Source addresses to spread connections over (empty: let the kernel choose).
+    pub src_ips: Vec<IpAddr>,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+    /// Size of the thread's shared read buffer.
+    pub read_buf: usize,
+}
+
+/// A connection's user-facing view inside a [`Behaviour`] callback.
+pub struct Cx<'a, S> {
+    /// The global index of the connection (0-based over all threads).
+    pub index: usize,
+    /// The slab key (stable while the connection lives).
+    pub key: usize,
+    /// Per-connection state of the behaviour.
+    pub state: &'a mut S,
+    /// The connection's output buffer: frames appended here are written at the end of the turn.
+    pub out: &'a mut Vec<u8>,
+    /// Bytes queued but not yet written (including what `out` held before this callback).
+    pub backlog: usize,
+    /// The time of the read that produced this callback.
+    pub now: u64,
+    /// The phase at the start of this turn.
+    pub phase: Phase,
+}
+
+/// What a mode does with its connections.
+pub trait Behaviour {
+    /// Per-connection state.
+    type State: Default + Send;
+
+    /// The handshake of a connection completed.
+    fn opened(&mut self, cx: Cx<'_, Self::State>);
+
+    /// A piece of a data message arrived: a whole message when `first && fin`.
+    fn data(&mut self, cx: Cx<'_, Self::State>, data: &[u8], first: bool, fin: bool);
+
+    /// A connection that had opened is gone; `lost` when we did not ask for it.
+    fn closed(&mut self, index: usize, state: &mut Self::State, lost: bool);
+
+    /// Called once per loop turn; returns the next time (ns) it wants to run, if any.
+    fn turn(&mut self, conns: &mut Conns<'_, Self::State>, now: u64, phase: Phase) -> Option<u64>;
+
+    /// Messages completed so far (for the progress line).
+    fn progress(&self) -> u64;
+
+    /// Nothing outstanding any more (checked in [`Phase::Drain`]).
+    fn drained(&self) -> bool;
+}
+
+enum State {
+    Connecting,
+    Handshaking(ClientHandshake),
+    Open,
+    /// A close frame went out (`initiated`: we started it) and we wait for the peer.
+    Closing {
+        initiated: bool,
+    },
+}
+
+struct Conn<S> {
+    stream: TcpStream,
+    index: usize,
+    state: State,
+    started: u64,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The last write hit `WouldBlock`; wait for a writable event.
+    blocked: bool,
+    /// In the flush list.
+    queued: bool,
+    /// The peer's FIN (or an error) was reported: read to the end, not just to a short read.
+    hup: bool,
+    decoder: Decoder,
+    user: S,
+}
+
+impl<S> Conn<S> {
+    /// The behaviour's view of this connection.
+    fn cx(&mut self, key: usize, now: u64, phase: Phase) -> Cx<'_, S> {
+        Cx {
+            index: self.index,
+            key,
+            backlog: self.out.len() - self.out_pos,
+            state: &mut self.user,
+            out: &mut self.out,
+            now,
+            phase,
+        }
+    }
+}
+
+/// The behaviour's access to all of a thread's connections from [`Behaviour::turn`].
+pub struct Conns<'a, S> {
+    slab: &'a mut Slab<Conn<S>>,
+    flush: &'a mut Vec<usize>,
+    now: u64,
+    phase: Phase,
+}
+
+impl<S> Conns<'_, S> {
+    /// Runs `f` on open connection `key`; `None` if it is not open.
+    pub fn with<R>(&mut self, key: usize, f: impl FnOnce(Cx<'_, S>) -> R) -> Option<R> {
+        let c = self.slab.get_mut(key)?;
+        if !matches!(c.state, State::Open) {
+            return None;
+        }
+        let r = f(c.cx(key, self.now, self.phase));
+        if c.out.len() > c.out_pos && !c.queued {
+            c.queued = true;
+            self.flush.push(key);
+        }
+        Some(r)
+    }
+}
+
+/// What one loop thread measured itself (the behaviour keeps its own figures).
+#[derive(Debug)]
+pub struct EngineStats {
+    /// Connect-to-101 times of successful handshakes, in ns.
+    pub handshake: Histogram<u64>,
+    /// Handshakes completed.
+    pub opened: u64,
+    /// Connection attempts that failed (connect error, refused handshake, timeout).
+    pub failed: u64,
+    /// Open connections closed by the server or the network.
+    pub lost: u64,
+    /// Connections whose close handshake completed at the end.
+    pub closed_clean: u64,
+    /// Protocol errors detected in the server's frames.
+    pub protocol_errors: u64,
+    /// Bytes read and written.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Errors by description, with counts.
+    pub errors: BTreeMap<String, u64>,
+    /// When the first connect started and when the last attempt settled (ns).
+    pub connect_window: (u64, u64),
+}
+
+impl EngineStats {
+    fn error(&mut self, what: String) {
+        *self.errors.entry(what).or_insert(0) += 1;
+    }
+}
+
+/// A loop thread: run it with [`Engine::run`].
+pub struct Engine<B: Behaviour> {
+    cfg: EngineConfig,
+    poll: Poll,
+    slab: Slab<Conn<B::State>>,
+    rbuf: Vec<u8>,
+    flush: Vec<usize>,
+    again: Vec<usize>,
+    dcfg: DecoderConfig,
+    stats: EngineStats,
+    progress: Arc<ThreadProgress>,
+    started_conns: usize,
+    pending: usize,
+    next_connect: u64,
+    stop_opening: bool,
+    behaviour: B,
+}
+
+impl<B: Behaviour> Engine<B> {
+    /// A loop for thread `thread` of `ctl`, registering its waker there.
+    pub fn new(cfg: EngineConfig, behaviour: B, ctl: &Control, thread: usize) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        if let Ok(mut w) = ctl.wakers.lock() {
+            w.push(waker);
+        }
+        let dcfg = DecoderConfig {
+            role: Role::Client,
+            max_message_size: cfg.max_message,
+            allow_rsv1: false,
+        };
+        Ok(Engine {
+            rbuf: vec![0; cfg.read_buf.max(4096)],
+            poll,
+            slab: Slab::with_capacity(cfg.conns.min(1 << 16)),
+            flush: Vec::new(),
+            again: Vec::new(),
+            dcfg,
+            stats: EngineStats {
+                handshake: new_histogram(),
+                opened: 0,
+                failed: 0,
+                lost: 0,
+                closed_clean: 0,
+                protocol_errors: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                errors: BTreeMap::new(),
+                connect_window: (0, 0),
+            },
+            progress: ctl.threads[thread].clone(),
+            started_conns: 0,
+            pending: 0,
+            next_connect: 0,
+            stop_opening: false,
+            behaviour,
+            cfg,
+        })
+    }
+
+    /// Runs until the coordinator reaches [`Phase::Close`] and every connection is closed
+    /// (or the close timeout passed); returns the engine's and the behaviour's figures.
+    pub fn run(mut self, ctl: &Control) -> (EngineStats, B) {
+        let mut events = Events::with_capacity(1024);
+        let mut close_deadline: Option<u64> = None;
+        let mut last_scan = 0u64;
+        self.stats.connect_window.0 = now_ns();
+        loop {
+            let now = now_ns();
+            let phase = ctl.phase();
+
+            // Open connections (paced), until the run is past its measured window.
+            if phase <= Phase::Measure {
+                self.open_more(now);
+            }
+            if now.saturating_sub(last_scan) > 100_000_000 {
+                last_scan = now;
+                self.expire_handshakes(now);
+            }
+
+            // The mode's own timers and sends.
+            let mut wake_at = {
+                let mut conns = Conns { slab: &mut self.slab, flush: &mut self.flush, now, phase };
+                self.behaviour.turn(&mut conns, now, phase)
+            };
+
+            if phase == Phase::Close {
+                let deadline = *close_deadline.get_or_insert_with(|| {
+                    self.start_closing();
+                    now + CLOSE_TIMEOUT_NS
+                });
+                if self.slab.is_empty() {
+                    break;
+                }
+                if now >= deadline {
+                    let keys: Vec<usize> = self.slab.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.stats.error("close handshake timed out".into());
+                        self.drop_conn(k, false);
+                    }
+                    break;
+                }
+                wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
+            }
+
+            self.flush_all();
+            self.publish_progress();
+
+            // How long to sleep.
+            let mut timeout = Duration::from_millis(100);
+            if !self.again.is_empty() {
+                timeout = Duration::ZERO;
+            }
+            if phase <= Phase::Measure
+                && !self.stop_opening
+                && self.started_conns < self.cfg.conns
+                && self.pending < self.cfg.max_pending
+            {
+                let d = Duration::from_nanos(self.next_connect.saturating_sub(now));
+                timeout = timeout.min(d);
+            }
+            if let Some(w) = wake_at {
+                timeout = timeout.min(Duration::from_nanos(w.saturating_sub(now)));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                self.stats.error(format!("poll: {e}"));
+                break;
+            }
+
+            let again = std::mem::take(&mut self.again);
+            for key in again {
+                if self.slab.contains(key) {
+                    self.on_readable(key, phase);
+                }
+            }
+            for ev in events.iter() {
+                let key = ev.token().0;
+                if ev.token() == WAKER || !self.slab.contains(key) {
+                    continue;
+                }
+                if matches!(self.slab[key].state, State::Connecting) {
+                    if !self.on_connected(key) {
+                        continue;
+                    }
+                } else if ev.is_writable() {
+                    self.slab[key].blocked = false;
+                    self.flush_one(key);
+                    if !self.slab.contains(key) {
+                        continue;
+                    }
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    if ev.is_read_closed() || ev.is_error() {
+                        self.slab[key].hup = true;
+                    }
+                    self.on_readable(key, phase);
+                }
+            }
+        }
+        self.flush_all();
+        self.publish_progress();
+        self.progress.finished.store(true, Relaxed);
+        (self.stats, self.behaviour)
+    }
+
+    fn publish_progress(&mut self) {
+        let p = &self.progress;
+        p.msgs.store(self.behaviour.progress(), Relaxed);
+        p.bytes_in.store(self.stats.bytes_in, Relaxed);
+        p.drained.store(self.behaviour.drained(), Relaxed);
+    }
+
+    /// Starts new connection attempts as pacing and the pending cap allow.
+    fn open_more(&mut self, now: u64) {
+        let interval = self.cfg.connect_rate.map(|r| (1e9 / r.max(1e-3)) as u64).unwrap_or(0);
+        if self.next_connect == 0 {
+            self.next_connect = now;
+        }
+        while !self.stop_opening
+            && self.started_conns < self.cfg.conns
+            && self.pending < self.cfg.max_pending
+            && now >= self.next_connect
+        {
+            let index = self.cfg.first_index + self.started_conns;
+            self.started_conns += 1;
+            self.next_connect += interval;
+            match self.connect(index, now) {
+                Ok(()) => self.pending += 1,
+                Err(e) => {
+                    self.settle(false);
+                    self.stats.error(format!("connect: {e}"));
+                    // Out of descriptors or ports: more attempts would fail the same way.
+                    if matches!(e.raw_os_error(), Some(24) | Some(99)) {
+                        self.stop_opening = true;
+                        let rest = self.cfg.conns - self.started_conns;
+                        self.stats.failed += rest as u64;
+                        self.progress.settled.fetch_add(rest, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, index: usize, now: u64) -> io::Result<()> {
+        let addr = self.cfg.target.addr;
+        let stream = if self.cfg.src_ips.is_empty() {
+            TcpStream::connect(addr)?
+        } else {
+            let src = self.cfg.src_ips[index % self.cfg.src_ips.len()];
+            let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            sock.set_nonblocking(true)?;
+            sock.bind(&SocketAddr::new(src, 0).into())?;
+            match sock.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS
+                Err(e) => return Err(e),
+            }
+            TcpStream::from_std(sock.into())
+        };
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        let mut stream = stream;
+        self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Conn {
+            stream,
+            index,
+            state: State::Connecting,
+            started: now,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            blocked: false,
+            queued: false,
+            hup: false,
+            decoder: Decoder::new(),
+            user: B::State::default(),
+        });
+        Ok(())
+    }
+
+    /// A connect attempt finished (`ok`: the handshake completed).
+    fn settle(&mut self, ok: bool) {
+        if ok {
+            self.stats.opened += 1;
+            self.progress.opened.fetch_add(1, Relaxed);
+            self.progress.open_now.fetch_add(1, Relaxed);
+        } else {
+            self.stats.failed += 1;
+        }
+        self.progress.settled.fetch_add(1, Relaxed);
+        self.stats.connect_window.1 = now_ns();
+    }
+
+    /// The socket of a connecting connection reported readiness. Returns whether it is
+    /// still there (and in the handshake).
+    fn on_connected(&mut self, key: usize) -> bool {
+        let c = &mut self.slab[key];
+        match c.stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => {
+                self.fail_pending(key, format!("connect: {e}"));
+                return false;
+            }
+        }
+        match c.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
+            Err(e) => {
+                self.fail_pending(key, format!("connect: {e}"));
+                return false;
+            }
+        }
+        let _ = c.stream.set_nodelay(true);
+        let hs = match ClientHandshake::start(&self.cfg.target, &mut c.out) {
+            Ok(hs) => hs,
+            Err(e) => {
+                self.fail_pending(key, format!("handshake: {e}"));
+                return false;
+            }
+        };
+        c.state = State::Handshaking(hs);
+        self.flush_one(key);
+        self.slab.contains(key)
+    }
+
+    fn fail_pending(&mut self, key: usize, why: String) {
+        self.stats.error(why);
+        self.pending -= 1;
+        self.settle(false);
+        let mut c = self.slab.remove(key);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+    }
+
+    fn expire_handshakes(&mut self, now: u64) {
+        if self.pending == 0 {
+            return;
+        }
+        let expired: Vec<usize> = self
+            .slab
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.state, State::Connecting | State::Handshaking(_))
+                    && now.saturating_sub(c.started) > HANDSHAKE_TIMEOUT_NS
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in expired {
+            self.fail_pending(k, "handshake timed out".into());
+        }
+    }
+
+    /// Sends a close frame on every open connection (the end of the run).
+    fn start_closing(&mut self) {
+        let keys: Vec<usize> = self.slab.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let c = &mut self.slab[k];
+            match c.state {
+                State::Open => {
+                    wire::push_close(&mut c.out, CloseCode::NORMAL);
+                    c.state = State::Closing { initiated: true };
+                    if !c.queued {
+                        c.queued = true;
+                        self.flush.push(k);
+                    }
+                }
+                State::Connecting | State::Handshaking(_) => {
+                    self.fail_pending(k, "still connecting at the end".into());
+                }
+                State::Closing { .. } => {}
+            }
+        }
+    }
+
+    /// Removes a connection; `clean` when its close handshake completed.
+    fn drop_conn(&mut self, key: usize, clean: bool) {
+        let mut c = self.slab.remove(key);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        match c.state {
+            State::Connecting | State::Handshaking(_) => {
+                self.pending -= 1;
+                self.settle(false);
+            }
+            State::Open | State::Closing { .. } => {
+                let lost = !matches!(c.state, State::Closing { initiated: true });
+                self.progress.open_now.fetch_sub(1, Relaxed);
+                if lost {
+                    self.stats.lost += 1;
+                    self.progress.lost.fetch_add(1, Relaxed);
+                } else if clean {
+                    self.stats.closed_clean += 1;
+                }
+                self.behaviour.closed(c.index, &mut c.user, lost);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let list = std::mem::take(&mut self.flush);
+        for key in list.iter().copied() {
+            if let Some(c) = self.slab.get_mut(key) {
+                c.queued = false;
+                if !c.blocked {
+                    self.flush_one(key);
+                }
+            }
+        }
+        let mut list = list;
+        list.clear();
+        if self.flush.is_empty() {
+            self.flush = list;
+        }
+    }
+
+    /// Writes as much of a connection's output as the socket takes.
+    fn flush_one(&mut self, key: usize) {
+        let c = &mut self.slab[key];
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.out_pos += n;
+                    self.stats.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let lost = !matches!(c.state, State::Closing { .. });
+                    if lost {
+                        self.stats.error(format!("write: {e}"));
+                    }
+                    self.drop_conn(key, false);
+                    return;
+                }
+            }
+        }
+        if c.out_pos == c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+            // Idle connections keep no large buffers.
+            if c.out.capacity() > 1 << 20 {
+                c.out = Vec::new();
+            }
+        } else if c.out_pos > 1 << 16 && c.out_pos * 2 > c.out.len() {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+    }
+
+    /// Reads what the socket has (a bounded number of reads) and handles it.
+    fn on_readable(&mut self, key: usize, phase: Phase) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        self.read_into(key, phase, &mut rbuf);
+        self.rbuf = rbuf;
+    }
+
+    fn read_into(&mut self, key: usize, phase: Phase, rbuf: &mut Vec<u8>) {
+        for _ in 0..MAX_READS_PER_TURN {
+            let Some(c) = self.slab.get_mut(key) else { return };
+            let kept = c.inbuf.len();
+            if kept + 4096 > rbuf.len() {
+                rbuf.resize(kept + 65536, 0);
+            }
+            rbuf[..kept].copy_from_slice(&c.inbuf);
+            c.inbuf.clear();
+            let room = rbuf.len() - kept;
+            match c.stream.read(&mut rbuf[kept..]) {
+                Ok(0) => {
+                    // End of stream: clean if our close handshake was under way.
+                    let clean = matches!(c.state, State::Closing { .. });
+                    if !clean && !matches!(c.state, State::Connecting | State::Handshaking(_)) {
+                        self.stats
+                            .error("server closed the connection without a close frame".into());
+                    } else if !clean {
+                        self.stats
+                            .error("server closed the connection during the handshake".into());
+                    }
+                    self.drop_conn(key, clean);
+                    return;
+                }
+                Ok(n) => {
+                    self.stats.bytes_in += n as u64;
+                    let now = now_ns();
+                    let end = kept + n;
+                    if !self.process(key, &mut rbuf[..end], now, phase) {
+                        return;
+                    }
+                    // A short read means the socket is drained, and new data brings a new
+                    // edge; a FIN that came with this data does not, so read on then.
+                    let hup = self.slab.get(key).is_some_and(|c| c.hup);
+                    if n < room && !hup {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.inbuf.extend_from_slice(&rbuf[..kept]);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    c.inbuf.extend_from_slice(&rbuf[..kept]);
+                }
+                Err(e) => {
+                    let quiet = matches!(c.state, State::Closing { .. });
+                    if !quiet {
+                        self.stats.error(format!("read: {e}"));
+                    }
+                    self.drop_conn(key, false);
+                    return;
+                }
+            }
+        }
+        self.again.push(key);
+    }
+
+    /// Handles `buf` for connection `key`; keeps what cannot be used yet.
+    /// Returns whether the connection is still there.
+    fn process(&mut self, key: usize, buf: &mut [u8], now: u64, phase: Phase) -> bool {
+        let end = buf.len();
+        let c = &mut self.slab[key];
+        let mut off = 0;
+        if let State::Handshaking(hs) = &c.state {
+            match hs.finish(buf) {
+                Ok(Some(n)) => {
+                    off = n;
+                    c.state = State::Open;
+                    self.pending -= 1;
+                    self.stats.handshake.saturating_record(now.saturating_sub(c.started).max(1));
+                    self.settle(true);
+                    self.behaviour.opened(self.slab[key].cx(key, now, phase));
+                }
+                Ok(None) if buf.len() < MAX_RESPONSE_HEAD => {
+                    c.inbuf.extend_from_slice(buf);
+                    return true;
+                }
+                Ok(None) => {
+                    self.fail_pending(key, "handshake: response head too large".into());
+                    return false;
+                }
+                Err(e) => {
+                    self.fail_pending(key, format!("handshake: {e}"));
+                    return false;
+                }
+            }
+        }
+        let c = &mut self.slab[key];
+        let mut failed = None;
+        while off < end {
+            let decoded = match c.decoder.decode(&mut buf[off..], &self.dcfg) {
+                Ok(d) => d,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let Decoded::Progress { consumed, event } = decoded else { break };
+            off += consumed;
+            let Some(event) = event else {
+                if consumed == 0 {
+                    break;
+                }
+                continue;
+            };
+            let piece = match event {
+                Event::Binary(d) => Some((d, true, true)),
+                Event::Text(s) => Some((s.as_bytes(), true, true)),
+                Event::Fragment { data, first, fin, .. } => Some((data, first, fin)),
+                Event::Ping(p) => {
+                    if matches!(c.state, State::Open) {
+                        wire::push_frame(&mut c.out, OpCode::Pong, true, &[p]);
+                    }
+                    None
+                }
+                Event::Pong(_) => None,
+                Event::Close(code, _) => {
+                    if matches!(c.state, State::Open) {
+                        // The server started the close: answer, then wait for it to hang up.
+                        let reply =
+                            if code == CloseCode::NO_STATUS { CloseCode::NORMAL } else { code };
+                        wire::push_close(&mut c.out, reply);
+                        c.state = State::Closing { initiated: false };
+                        *self
+                            .stats
+                            .errors
+                            .entry(format!("server sent close {}", code.0))
+                            .or_insert(0) += 1;
+                    }
+                    None
+                }
+            };
+            if let Some((data, first, fin)) = piece
+                && matches!(c.state, State::Open)
+            {
+                self.behaviour.data(c.cx(key, now, phase), data, first, fin);
+            }
+        }
+        if let Some(e) = failed {
+            self.stats.protocol_errors += 1;
+            self.stats.error(format!("protocol: {e}"));
+            if matches!(c.state, State::Open) {
+                wire::push_close(&mut c.out, e.close_code());
+                c.state = State::Closing { initiated: false };
+            }
+            off = end; // nothing after a protocol error is trusted
+        }
+        if off < end {
+            c.inbuf.extend_from_slice(&buf[off..end]);
+        }
+        if c.out.len() > c.out_pos && !c.queued {
+            c.queued = true;
+            self.flush.push(key);
+        }
+        true
+    }
+}

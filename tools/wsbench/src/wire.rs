@@ -1,0 +1,152 @@
+//! The client side of RFC 6455 on top of `wsreactor::proto`: masked frames
+//! written straight into a connection's output buffer, and the opening
+//! handshake. No codec of its own: headers, masking, decoding and the
+//! handshake all come from the sans-IO layer the server uses.
+
+use wsreactor::proto::frame::{MAX_HEADER_LEN, encode_header};
+use wsreactor::proto::handshake::{ClientKey, generate_key, parse_response, write_client_request};
+use wsreactor::proto::mask::apply_mask;
+use wsreactor::proto::{CloseCode, OpCode};
+
+/// Appends one masked frame whose payload is the concatenation of `parts`.
+///
+/// The mask is fresh from a fast thread-local RNG for every frame. The payload
+/// is copied once into `out` and masked in place there: no allocation once
+/// `out` has grown to its working size.
+#[inline]
+pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mask = fastrand::u32(..).to_ne_bytes();
+    let mut hdr = [0u8; MAX_HEADER_LEN];
+    let h = encode_header(&mut hdr, fin, false, opcode, len as u64, Some(mask));
+    out.reserve(h + len);
+    out.extend_from_slice(&hdr[..h]);
+    let start = out.len();
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    apply_mask(&mut out[start..], mask, 0);
+}
+
+/// Appends a message of `payload` split into frames of at most `frag` bytes
+/// (a single frame when `frag` is 0 or not smaller than the payload).
+pub fn push_message(out: &mut Vec<u8>, opcode: OpCode, payload: &[&[u8]], frag: usize) {
+    let len: usize = payload.iter().map(|p| p.len()).sum();
+    if frag == 0 || len <= frag {
+        push_frame(out, opcode, true, payload);
+        return;
+    }
+    // Walk the parts in `frag`-sized windows.
+    let mut first = true;
+    let mut sent = 0;
+    let (mut part, mut off) = (0, 0);
+    while sent < len {
+        let n = frag.min(len - sent);
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(payload.len());
+        let mut need = n;
+        while need > 0 {
+            let p = payload[part];
+            let take = need.min(p.len() - off);
+            pieces.push(&p[off..off + take]);
+            need -= take;
+            off += take;
+            if off == p.len() {
+                part += 1;
+                off = 0;
+            }
+        }
+        sent += n;
+        let op = if first { opcode } else { OpCode::Continuation };
+        push_frame(out, op, sent == len, &pieces);
+        first = false;
+    }
+}
+
+/// Appends a masked close frame with `code` and no reason.
+pub fn push_close(out: &mut Vec<u8>, code: CloseCode) {
+    push_frame(out, OpCode::Close, true, &[&code.0.to_be_bytes()]);
+}
+
+/// The target of a run: where to connect and what to ask for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The server's address (always in 127.0.0.0/8 or ::1).
+    pub addr: std::net::SocketAddr,
+    /// The `Host` header.
+    pub host: String,
+    /// The request path.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses `ws://HOST:PORT/PATH`; the host must be a loopback address.
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let hp =
+            if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+        let hp = hp.replace("localhost", "127.0.0.1");
+        let addr: std::net::SocketAddr =
+            hp.parse().map_err(|_| format!("{url}: the host must be an IP address"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!("{url}: wsbench only targets loopback addresses"));
+        }
+        Ok(Target { addr, host: hostport.to_string(), path: path.to_string() })
+    }
+}
+
+/// A client handshake in progress: the key sent, to check the server's accept.
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    key: ClientKey,
+}
+
+/// The largest response head accepted from a server.
+pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+impl ClientHandshake {
+    /// Writes an upgrade request for `target` into `out`, with a fresh random key.
+    pub fn start(target: &Target, out: &mut Vec<u8>) -> Result<ClientHandshake, String> {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
+        nonce[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
+        let key = generate_key(nonce);
+        write_client_request(out, &target.host, &target.path, key.as_str(), &[], None, &[])
+            .map_err(|e| format!("request: {e:?}"))?;
+        Ok(ClientHandshake { key })
+    }
+
+    /// Looks for a complete `101` response at the start of `buf`.
+    ///
+    /// `Ok(Some(n))`: the response head is the first `n` bytes (frames may follow).
+    /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly.
+    pub fn finish(&self, buf: &[u8]) -> Result<Option<usize>, String> {
+        match parse_response(buf, self.key.as_str(), MAX_RESPONSE_HEAD) {
+            Ok(Some((_, n))) => Ok(Some(n)),
+            Ok(None) => Ok(None),
+            Err(e) if e.status != 0 => Err(format!("status {}: {}", e.status, e.reason)),
+            Err(e) => Err(e.reason.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("ws://127.0.0.1:9001/chat").unwrap();
+        assert_eq!(t.addr.port(), 9001);
+        assert_eq!(t.path, "/chat");
+        let t = Target::parse("ws://localhost:9").unwrap();
+        assert_eq!(t.path, "/");
+        assert!(Target::parse("ws://10.0.0.1:80/").is_err());
+        assert!(Target::parse("wss://127.0.0.1:80/").is_err());
+    }
+}
