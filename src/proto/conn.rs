@@ -994,7 +994,8 @@ mod tests {
 
     #[test]
     fn a_compressed_message_may_be_a_little_bigger_on_the_wire_than_the_limit() {
-        let cfg = DecoderConfig { max_message_size: 1000, allow_rsv1: true, ..DecoderConfig::default() };
+        let cfg =
+            DecoderConfig { max_message_size: 1000, allow_rsv1: true, ..DecoderConfig::default() };
         let mut h = [0u8; MAX_HEADER_LEN];
         let key = Some([1, 2, 3, 4]);
         // 1,010 bytes of deflate can carry 1,000 bytes of random data.
