@@ -183,3 +183,45 @@ fn output_that_makes_no_progress_is_dropped_at_the_write_stall_timeout() {
     assert!(took >= 290 * MS && took < 2000 * MS, "dropped after {took:?}");
     assert_eq!(server.handle.connections(), 0);
 }
+
+/// Queues a backlog, then closes behind it.
+struct BacklogThenClose;
+
+impl Handler for BacklogThenClose {
+    type Conn = ();
+
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, _msg: Message<'_>) {
+        let chunk = vec![7u8; 60_000];
+        while cx.buffered_bytes() < 8 << 20 {
+            let _ = cx.send_binary(&chunk);
+        }
+        cx.close(wsreactor::CloseCode(4003), "after the backlog");
+    }
+}
+
+#[test]
+fn a_slow_reader_draining_a_backlog_still_gets_the_close_frame() {
+    let server = TestServer::start(
+        |b| {
+            fast(b)
+                .close_timeout(300 * MS)
+                .write_stall_timeout(Duration::from_secs(5))
+                .max_backpressure(64 << 20)
+        },
+        |_| BacklogThenClose,
+    );
+    let mut c = RawClient::connect(server.addr);
+    c.send(&masked(true, 1, b"go"));
+    // Read slowly: the backlog takes well over the close timeout to drain.
+    let start = Instant::now();
+    let mut code = None;
+    while let Some(f) = c.read_frame() {
+        if f.opcode == 8 {
+            code = f.close_code();
+            break;
+        }
+        std::thread::sleep(5 * MS);
+    }
+    assert!(start.elapsed() > 600 * MS, "the backlog drained too fast to test anything");
+    assert_eq!(code, Some(4003), "the close frame behind the backlog was lost");
+}

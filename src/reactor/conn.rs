@@ -176,9 +176,22 @@ impl<C> Conn<C> {
                     }
                 }
             }
-            State::Closing | State::Draining => consider(t.close, self.last_msg),
+            State::Closing | State::Draining => consider(t.close, self.closing_since()),
         }
         due
+    }
+
+    /// Where the close timeout counts from: when the close began, or the
+    /// last write that made progress if that is later. A slow reader still
+    /// draining a backlog ahead of our close frame is not cut off (a
+    /// backlog that does not move is the write-stall timeout's business).
+    pub(crate) fn closing_since(&self) -> u32 {
+        match &self.bufs {
+            Some(b) if !b.out.is_empty() && before(self.last_msg, b.last_progress) => {
+                b.last_progress
+            }
+            _ => self.last_msg,
+        }
     }
 
     /// Bytes queued and not yet written.

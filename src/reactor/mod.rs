@@ -628,7 +628,7 @@ impl<H: Handler> Reactor<H> {
                 self.remove(slot);
                 return;
             }
-            State::Closing | State::Draining if elapsed(conn.last_msg) >= t.close => {
+            State::Closing | State::Draining if elapsed(conn.closing_since()) >= t.close => {
                 log::debug!("{}: close timeout", peer(conn));
                 self.env.counters.inc(Counter::CloseTimeouts);
                 self.remove(slot);
