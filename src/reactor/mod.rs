@@ -823,14 +823,18 @@ fn can_take_next<C>(conn: &Conn<C>, env: &Env, input: &[u8]) -> bool {
     if queued >= cap || !conn.decoder.at_frame_start() {
         return queued < cap;
     }
-    match frame::parse_header(input) {
-        Ok(Some(h)) if !h.opcode.is_control() => {
-            let message = conn.decoder.message_len().saturating_add(h.payload_len);
-            let reply = usize::try_from(message).map_or(usize::MAX, conn::frame_len);
-            queued.saturating_add(reply) <= cap
-        }
-        _ => true,
-    }
+    // The common case, a small frame, from its second byte alone (a control
+    // frame or a partial header only makes this a little conservative).
+    let next = match input.get(1).map(|b| b & 0x7f) {
+        Some(len @ 0..=125) => u64::from(len),
+        _ => match frame::parse_header(input) {
+            Ok(Some(h)) if !h.opcode.is_control() => h.payload_len,
+            _ => 0,
+        },
+    };
+    let message = conn.decoder.message_len().saturating_add(next);
+    let reply = usize::try_from(message).map_or(usize::MAX, conn::frame_len);
+    queued.saturating_add(reply) <= cap
 }
 
 fn peer<C>(conn: &Conn<C>) -> String {
