@@ -12,22 +12,11 @@
 // Prints one line per check, `ok NAME` or `FAIL NAME: why`, then a summary line, and exits 1 if
 // any check failed (2 on a usage or setup error).
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  CheckFailed, describe, expect, firstDifference, loadWs, sleep, summarize, withTimeout,
+} from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const nodeModules = process.env.WSREACTOR_NODE_MODULES || join(here, 'node_modules');
-const require = createRequire(import.meta.url);
-let WebSocket;
-let wsVersion;
-try {
-  WebSocket = require(join(nodeModules, 'ws'));
-  wsVersion = require(join(nodeModules, 'ws', 'package.json')).version;
-} catch (e) {
-  console.error(`cannot load ws from ${nodeModules}: ${e.message}; run tools/test.sh`);
-  process.exit(2);
-}
+const { WebSocket, wsVersion } = loadWs();
 
 const MIB = 1 << 20;
 const SERVER_MAX = 16 * MIB;
@@ -37,12 +26,6 @@ const RECV_TIMEOUT = 20_000;
 
 // One repeating unit of 1-, 2-, 3- and 4-byte UTF-8 sequences.
 const TEXT_UNIT = 'wsreactor é ß ✓ 漢字 𝄞 😀 ';
-
-class CheckFailed extends Error {}
-
-function expect(cond, why) {
-  if (!cond) throw new CheckFailed(why);
-}
 
 /** A UTF-8 Buffer of exactly n bytes mixing multi-byte characters (valid text). */
 function textOfSize(n) {
@@ -59,28 +42,6 @@ function binaryOfSize(n) {
   const out = Buffer.alloc(n);
   for (let off = 0; off < n; off += block.length) block.copy(out, off, 0, Math.min(block.length, n - off));
   return out;
-}
-
-function describe(isBinary, len) {
-  return `${isBinary ? 'binary' : 'text'} of ${len} bytes`;
-}
-
-function firstDifference(a, b) {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return n;
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new CheckFailed(`timed out after ${ms / 1000}s ${what}`)), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
 /** A client connection with a message queue and close information. */
@@ -466,10 +427,7 @@ async function main() {
   console.log(`# node ${process.version}, ws ${wsVersion}`);
   const checks = new Checks(base);
   await checks.runAll();
-  const failed = checks.results.filter(([, ok]) => !ok).map(([name]) => name);
-  console.log(`# node_client summary: ${checks.results.length - failed.length} ok, ${failed.length} FAIL`);
-  if (failed.length) console.log(`# failed: ${failed.join(' ')}`);
-  return failed.length ? 1 : 0;
+  return summarize('node_client', checks.results);
 }
 
 process.exitCode = await main();

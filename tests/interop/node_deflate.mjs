@@ -26,22 +26,11 @@
 // Prints one line per check, `ok NAME` or `FAIL NAME: why`, then a summary line, and exits 1 if
 // any check failed (2 on a usage or setup error).
 
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  CheckFailed, describe, expect, firstDifference, loadWs, sleep, summarize, withTimeout,
+} from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const nodeModules = process.env.WSREACTOR_NODE_MODULES || join(here, 'node_modules');
-const require = createRequire(import.meta.url);
-let WebSocket;
-let wsVersion;
-try {
-  WebSocket = require(join(nodeModules, 'ws'));
-  wsVersion = require(join(nodeModules, 'ws', 'package.json')).version;
-} catch (e) {
-  console.error(`cannot load ws from ${nodeModules}: ${e.message}; run tools/test.sh`);
-  process.exit(2);
-}
+const { WebSocket, wsVersion } = loadWs();
 
 const KIB = 1 << 10;
 const MIB = 1 << 20;
@@ -50,12 +39,6 @@ const SIZES = [0, 1, 63, 64, 200, 64 * KIB, MIB];
 const BOMB = 10_000_000;
 const CHECK_TIMEOUT = 60_000;
 const RECV_TIMEOUT = 20_000;
-
-class CheckFailed extends Error {}
-
-function expect(cond, why) {
-  if (!cond) throw new CheckFailed(why);
-}
 
 // ---- payloads ---------------------------------------------------------------------------------
 
@@ -108,28 +91,6 @@ function bomb(n) {
   const block = jsonText(16 * KIB, 3);
   const reps = Math.ceil(n / block.length) + 1;
   return exactText(Buffer.concat(Array(reps).fill(block)), n);
-}
-
-function describe(isBinary, len) {
-  return `${isBinary ? 'binary' : 'text'} of ${len} bytes`;
-}
-
-function firstDifference(a, b) {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return n;
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new CheckFailed(`timed out after ${ms / 1000}s ${what}`)), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
 // ---- offers and the answers they must get -----------------------------------------------------
@@ -498,10 +459,7 @@ async function main() {
   console.log(`# node ${process.version}, ws ${wsVersion}`);
   const checks = new Checks(base, mode);
   await checks.runAll();
-  const failed = checks.results.filter(([, ok]) => !ok).map(([name]) => name);
-  console.log(`# node_deflate summary: ${checks.results.length - failed.length} ok, ${failed.length} FAIL`);
-  if (failed.length) console.log(`# failed: ${failed.join(' ')}`);
-  return failed.length ? 1 : 0;
+  return summarize('node_deflate', checks.results);
 }
 
 process.exitCode = await main();
