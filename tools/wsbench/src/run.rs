@@ -117,7 +117,13 @@ pub struct Outcome<B> {
 
 impl<B> Outcome<B> {
     /// Fills the report fields every mode shares.
-    pub fn base_report(&self, mode: &str, common: &Common, params: String) -> Report {
+    pub fn base_report(&self, mode: &str, common: &Common, mut params: String) -> Report {
+        if common.deflate {
+            params.push_str(" --deflate");
+            if common.deflate_no_context_takeover {
+                params.push_str(" --deflate-no-context-takeover");
+            }
+        }
         let mut r = Report {
             label: common.label.clone(),
             mode: mode.into(),
