@@ -134,6 +134,115 @@ fn connect_opens_holds_and_closes() {
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
 
+/// Starts an echo or broadcast server with permessage-deflate in `mode`.
+fn start_deflate<H: Handler + Send>(
+    mode: wsreactor::Compression,
+    h: impl Fn(usize) -> H + Send + Sync + 'static,
+) -> (String, wsreactor::Running) {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .and_then(|b| b.reactors(1).max_message_size(4 << 20).compression(mode).handler(h).build())
+        .expect("server");
+    let url = format!("ws://{}/", server.local_addr());
+    (url, server.spawn().expect("spawn"))
+}
+
+#[test]
+fn echo_and_fanout_verify_with_deflate() {
+    use wsreactor::Compression::{Dedicated, Shared};
+    for mode in [Shared, Dedicated] {
+        let (url, running) = start_deflate(mode, |_| Echo);
+        // Small messages, then large fragmented ones (RSV1 on the first frame only),
+        // with and without context takeover.
+        for extra in [
+            &["-s", "300", "-w", "4"][..],
+            &["-s", "200KiB", "--fragment", "70000", "--deflate-no-context-takeover"][..],
+        ] {
+            let mut args = vec![
+                "echo",
+                "-u",
+                &url,
+                "-c",
+                "4",
+                "-d",
+                "300ms",
+                "--warmup",
+                "100ms",
+                "-q",
+                "--deflate",
+            ];
+            args.extend_from_slice(extra);
+            let Mode::Echo(a) = parse(&args) else { unreachable!() };
+            let r = crate::echo::main(&a).expect("run");
+            assert!(r.messages > 10, "{mode:?} {extra:?}: {r:?}");
+            assert_eq!(
+                (r.verify_errors, r.protocol_errors, r.lost, r.failed),
+                (0, 0, 0, 0),
+                "{mode:?} {extra:?}: {:?}",
+                r.errors
+            );
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            let d = r.deflate.clone().expect("deflate figures");
+            assert_eq!(d.negotiated, 4, "{d:?}");
+            assert!(d.agreed.starts_with("permessage-deflate"), "{d:?}");
+        }
+        let stats = running.handle().stats();
+        assert!(stats.compressions > 0, "{mode:?}: {stats:?}");
+        running.shutdown(Duration::from_secs(1)).expect("shutdown");
+
+        let (url, running) = start_deflate(mode, |_| Broadcast);
+        let Mode::Fanout(a) = parse(&[
+            "fanout",
+            "-u",
+            &url,
+            "-n",
+            "10",
+            "-s",
+            "256",
+            "-w",
+            "8",
+            "-d",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "-q",
+            "--deflate",
+        ]) else {
+            unreachable!()
+        };
+        let r = crate::fanout::main(&a).expect("run");
+        let f = r.fanout.clone().expect("fanout figures");
+        assert!(f.published > 10 && f.deliveries >= f.published * 9, "{f:?}");
+        assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+        assert_eq!(r.deflate.as_ref().map(|d| d.negotiated), Some(11));
+        assert!(running.handle().stats().compressions > 0);
+        running.shutdown(Duration::from_secs(1)).expect("shutdown");
+    }
+}
+
+#[test]
+fn deflate_declined_fails_the_run() {
+    let (url, running) = start(|_| Echo);
+    let Mode::Echo(a) = parse(&[
+        "echo",
+        "-u",
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "100ms",
+        "--warmup",
+        "0ms",
+        "-q",
+        "--deflate",
+    ]) else {
+        unreachable!()
+    };
+    let err = crate::echo::main(&a).expect_err("the server has no compression");
+    assert!(err.contains("did not accept permessage-deflate"), "{err}");
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}
+
 #[test]
 fn refuses_non_loopback_targets() {
     let Mode::Echo(a) = parse(&["echo", "-u", "ws://192.0.2.1:80/", "-d", "10ms", "-q"]) else {

@@ -16,7 +16,6 @@ use wsreactor::proto::OpCode;
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
 use crate::stats::{Report, new_histogram};
-use crate::wire::push_message;
 
 /// Options of the echo mode.
 #[derive(Debug, Clone, clap::Args)]
@@ -109,7 +108,7 @@ impl Echo {
         self.outstanding += 1;
         let seq_bytes = seq.to_le_bytes();
         let k = self.template.len().min(8);
-        push_message(cx.out, OpCode::Binary, &[&seq_bytes[..k], &self.template[k..]], self.frag);
+        cx.tx().message(OpCode::Binary, &[&seq_bytes[..k], &self.template[k..]], self.frag);
     }
 
     fn in_flight(st: &EchoConn) -> usize {

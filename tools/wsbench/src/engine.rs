@@ -21,6 +21,7 @@ use slab::Slab;
 use wsreactor::proto::{CloseCode, Decoded, Decoder, DecoderConfig, Event, OpCode, Role};
 
 use crate::clock::now_ns;
+use crate::deflate::{ConnDeflate, DeflateOpts, Tx};
 use crate::stats::new_histogram;
 use crate::wire::{self, ClientHandshake, MAX_RESPONSE_HEAD, Target};
 
@@ -141,6 +142,8 @@ pub struct EngineConfig {
     pub max_message: usize,
     /// Size of the thread's shared read buffer.
     pub read_buf: usize,
+    /// Offer permessage-deflate (and fail connections whose server declines it).
+    pub deflate: Option<DeflateOpts>,
 }
 
 /// A connection's user-facing view inside a [`Behaviour`] callback.
@@ -159,6 +162,17 @@ pub struct Cx<'a, S> {
     pub now: u64,
     /// The phase at the start of this turn.
     pub phase: Phase,
+    /// The connection's permessage-deflate state, when negotiated.
+    pub deflate: Option<&'a mut ConnDeflate>,
+}
+
+impl<S> Cx<'_, S> {
+    /// Where to send messages: [`Cx::out`], through the compressor when deflate
+    /// was negotiated. Use it for data messages rather than writing to `out`.
+    #[inline]
+    pub fn tx(&mut self) -> Tx<'_> {
+        Tx { out: self.out, deflate: self.deflate.as_deref_mut() }
+    }
 }
 
 /// What a mode does with its connections.
@@ -210,6 +224,8 @@ struct Conn<S> {
     /// The peer's FIN (or an error) was reported: read to the end, not just to a short read.
     hup: bool,
     decoder: Decoder,
+    /// permessage-deflate state, when negotiated.
+    deflate: Option<Box<ConnDeflate>>,
     user: S,
 }
 
@@ -224,6 +240,7 @@ impl<S> Conn<S> {
             out: &mut self.out,
             now,
             phase,
+            deflate: self.deflate.as_deref_mut(),
         }
     }
 }
@@ -273,6 +290,10 @@ pub struct EngineStats {
     pub bytes_out: u64,
     /// Errors by description, with counts.
     pub errors: BTreeMap<String, u64>,
+    /// Connections that negotiated permessage-deflate.
+    pub deflate_conns: u64,
+    /// The parameters the server agreed to (the first such connection's).
+    pub deflate_agreed: Option<String>,
     /// When the first connect started and when the last attempt settled (ns).
     pub connect_window: (u64, u64),
 }
@@ -291,6 +312,8 @@ pub struct Engine<B: Behaviour> {
     rbuf: Vec<u8>,
     flush: Vec<usize>,
     again: Vec<usize>,
+    /// Inflated payload pieces (reused).
+    inflated: Vec<u8>,
     dcfg: DecoderConfig,
     stats: EngineStats,
     progress: Arc<ThreadProgress>,
@@ -312,7 +335,7 @@ impl<B: Behaviour> Engine<B> {
         let dcfg = DecoderConfig {
             role: Role::Client,
             max_message_size: cfg.max_message,
-            allow_rsv1: false,
+            allow_rsv1: cfg.deflate.is_some(),
         };
         Ok(Engine {
             rbuf: vec![0; cfg.read_buf.max(4096)],
@@ -320,6 +343,7 @@ impl<B: Behaviour> Engine<B> {
             slab: Slab::with_capacity(cfg.conns.min(1 << 16)),
             flush: Vec::new(),
             again: Vec::new(),
+            inflated: Vec::new(),
             dcfg,
             stats: EngineStats {
                 handshake: new_histogram(),
@@ -331,6 +355,8 @@ impl<B: Behaviour> Engine<B> {
                 bytes_in: 0,
                 bytes_out: 0,
                 errors: BTreeMap::new(),
+                deflate_conns: 0,
+                deflate_agreed: None,
                 connect_window: (0, 0),
             },
             progress: ctl.threads[thread].clone(),
@@ -525,6 +551,7 @@ impl<B: Behaviour> Engine<B> {
             queued: false,
             hup: false,
             decoder: Decoder::new(),
+            deflate: None,
             user: B::State::default(),
         });
         Ok(())
@@ -563,7 +590,11 @@ impl<B: Behaviour> Engine<B> {
             }
         }
         let _ = c.stream.set_nodelay(true);
-        let hs = match ClientHandshake::start(&self.cfg.target, &mut c.out) {
+        let hs = match ClientHandshake::start(
+            &self.cfg.target,
+            &mut c.out,
+            self.cfg.deflate.as_ref().map(|d| &d.offer),
+        ) {
             Ok(hs) => hs,
             Err(e) => {
                 self.fail_pending(key, format!("handshake: {e}"));
@@ -774,8 +805,16 @@ impl<B: Behaviour> Engine<B> {
         let mut off = 0;
         if let State::Handshaking(hs) = &c.state {
             match hs.finish(buf) {
-                Ok(Some(n)) => {
+                Ok(Some((n, agreed))) => {
                     off = n;
+                    if let (Some(agreed), Some(opts)) = (agreed, &self.cfg.deflate) {
+                        let d = ConnDeflate::new(agreed, opts.level);
+                        self.stats.deflate_conns += 1;
+                        if self.stats.deflate_agreed.is_none() {
+                            self.stats.deflate_agreed = Some(d.agreed());
+                        }
+                        c.deflate = Some(Box::new(d));
+                    }
                     c.state = State::Open;
                     self.pending -= 1;
                     self.stats.handshake.saturating_record(now.saturating_sub(c.started).max(1));
@@ -797,12 +836,12 @@ impl<B: Behaviour> Engine<B> {
             }
         }
         let c = &mut self.slab[key];
-        let mut failed = None;
+        let mut failed: Option<(String, CloseCode)> = None;
         while off < end {
             let decoded = match c.decoder.decode(&mut buf[off..], &self.dcfg) {
                 Ok(d) => d,
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some((format!("protocol: {e}"), e.close_code()));
                     break;
                 }
             };
@@ -817,7 +856,26 @@ impl<B: Behaviour> Engine<B> {
             let piece = match event {
                 Event::Binary(d) => Some((d, true, true)),
                 Event::Text(s) => Some((s.as_bytes(), true, true)),
-                Event::Fragment { data, first, fin, .. } => Some((data, first, fin)),
+                Event::Fragment { data, first, fin, compressed: false, .. } => {
+                    Some((data, first, fin))
+                }
+                Event::Fragment { data, first, fin, compressed: true, .. } => {
+                    self.inflated.clear();
+                    let res = match c.deflate.as_deref_mut() {
+                        Some(d) => d
+                            .inflate(data, fin, self.cfg.max_message, &mut self.inflated)
+                            .map_err(|e| (format!("inflate: {}", e.reason()), e.close_code())),
+                        None => Err((
+                            "protocol: compressed message without permessage-deflate".into(),
+                            CloseCode::PROTOCOL_ERROR,
+                        )),
+                    };
+                    if let Err(e) = res {
+                        failed = Some(e);
+                        break;
+                    }
+                    Some((&self.inflated[..], first, fin))
+                }
                 Event::Ping(p) => {
                     if matches!(c.state, State::Open) {
                         wire::push_frame(&mut c.out, OpCode::Pong, true, &[p]);
@@ -847,11 +905,11 @@ impl<B: Behaviour> Engine<B> {
                 self.behaviour.data(c.cx(key, now, phase), data, first, fin);
             }
         }
-        if let Some(e) = failed {
+        if let Some((why, code)) = failed {
             self.stats.protocol_errors += 1;
-            self.stats.error(format!("protocol: {e}"));
+            self.stats.error(why);
             if matches!(c.state, State::Open) {
-                wire::push_close(&mut c.out, e.close_code());
+                wire::push_close(&mut c.out, code);
                 c.state = State::Closing { initiated: false };
             }
             off = end; // nothing after a protocol error is trusted

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hdrhistogram::Histogram;
 use wsreactor::proto::OpCode;
 
+use crate::deflate::Tx;
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
 use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
-use crate::wire::push_message;
 
 /// Bytes of the sequence number and timestamp at the start of each payload.
 const HEAD: usize = 16;
@@ -33,10 +33,10 @@ pub trait Topology: Send + Sync {
     /// A name for reports.
     fn name(&self) -> &'static str;
     /// Frames a subscriber sends once open (a subscribe request, for instance).
-    fn subscribe(&self, _out: &mut Vec<u8>) {}
+    fn subscribe(&self, _tx: &mut Tx<'_>) {}
     /// Appends a published message whose payload is `parts`.
-    fn publish(&self, out: &mut Vec<u8>, parts: &[&[u8]]) {
-        push_message(out, OpCode::Binary, parts, 0);
+    fn publish(&self, tx: &mut Tx<'_>, parts: &[&[u8]]) {
+        tx.message(OpCode::Binary, parts, 0);
     }
     /// Bytes of envelope before the payload in a delivered message.
     fn envelope_len(&self) -> usize {
@@ -208,7 +208,7 @@ impl FanoutB {
         let mut head = [0u8; HEAD];
         head[..8].copy_from_slice(&seq.to_le_bytes());
         head[8..].copy_from_slice(&t.to_le_bytes());
-        self.topo.publish(cx.out, &[&head, &self.template[HEAD..]]);
+        self.topo.publish(&mut cx.tx(), &[&head, &self.template[HEAD..]]);
     }
 
     fn in_flight(&self) -> u64 {
@@ -242,7 +242,8 @@ impl Behaviour for FanoutB {
             self.publisher = Some(cx.key);
         } else {
             self.subs += 1;
-            self.topo.subscribe(cx.out);
+            let mut cx = cx;
+            self.topo.subscribe(&mut cx.tx());
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod clock;
 mod connect;
+mod deflate;
 #[cfg(test)]
 mod e2e;
 mod echo;

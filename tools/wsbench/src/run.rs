@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::{parse_duration, parse_size};
+use crate::deflate::DeflateOpts;
 use crate::engine::{Behaviour, Control, Engine, EngineConfig, EngineStats, Phase};
 use crate::stats::{Cpu, Report};
 use crate::sys::CpuSnapshot;
@@ -54,6 +55,17 @@ pub struct Common {
     /// Longest wait for outstanding messages after the window.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Offer permessage-deflate (with client_max_window_bits), compress every message
+    /// sent and inflate compressed ones; a connection whose server declines fails.
+    #[arg(long)]
+    pub deflate: bool,
+    /// With --deflate: offer client_ and server_no_context_takeover.
+    #[arg(long, requires = "deflate")]
+    pub deflate_no_context_takeover: bool,
+    /// With --deflate: the compression level of our messages (0-9).
+    #[arg(long, default_value_t = 1, requires = "deflate",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub deflate_level: u32,
 }
 
 /// How a run moves through its phases.
@@ -105,7 +117,13 @@ pub struct Outcome<B> {
 
 impl<B> Outcome<B> {
     /// Fills the report fields every mode shares.
-    pub fn base_report(&self, mode: &str, common: &Common, params: String) -> Report {
+    pub fn base_report(&self, mode: &str, common: &Common, mut params: String) -> Report {
+        if common.deflate {
+            params.push_str(" --deflate");
+            if common.deflate_no_context_takeover {
+                params.push_str(" --deflate-no-context-takeover");
+            }
+        }
         let mut r = Report {
             label: common.label.clone(),
             mode: mode.into(),
@@ -120,6 +138,13 @@ impl<B> Outcome<B> {
             r.lost += e.lost;
             r.failed += e.failed;
             r.protocol_errors += e.protocol_errors;
+            if common.deflate {
+                let d = r.deflate.get_or_insert_with(Default::default);
+                d.negotiated += e.deflate_conns;
+                if d.agreed.is_empty() {
+                    d.agreed = e.deflate_agreed.clone().unwrap_or_default();
+                }
+            }
             for (k, v) in &e.errors {
                 *r.errors.entry(k.clone()).or_insert(0) += v;
             }
@@ -170,6 +195,9 @@ where
             src_ips: common.src_ips.clone(),
             max_message: common.max_message,
             read_buf: 256 * 1024,
+            deflate: common.deflate.then(|| {
+                DeflateOpts::new(common.deflate_no_context_takeover, common.deflate_level)
+            }),
         };
         let engine = Engine::new(cfg, b, &ctl, t).map_err(|e| format!("event loop: {e}"))?;
         let ctl2 = ctl.clone();

@@ -208,6 +208,19 @@ pub struct Report {
     pub fanout: Option<Fanout>,
     /// Connect figures.
     pub connect: Option<Connect>,
+    /// permessage-deflate, when it was offered (`--deflate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflate: Option<Deflate>,
+}
+
+/// permessage-deflate figures of a run that offered it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Deflate {
+    /// Connections that negotiated it (every connection that opened: the
+    /// others failed their handshake).
+    pub negotiated: u64,
+    /// What the server agreed to, as its `Sec-WebSocket-Extensions` said it.
+    pub agreed: String,
 }
 
 fn fmt_us(v: f64) -> String {
@@ -273,6 +286,14 @@ impl Report {
         row("mode", format!("{} {}", self.mode, self.params));
         row("target", self.url.clone());
         row("window", format!("{:.2} s, {} connections", self.window_s, self.conns));
+        if let Some(d) = &self.deflate {
+            let v = if d.negotiated == 0 {
+                "offered, not negotiated".to_string()
+            } else {
+                format!("negotiated on {} connections ({})", d.negotiated, d.agreed)
+            };
+            row("deflate", v);
+        }
         if self.mode != "connect" {
             row(
                 "messages",

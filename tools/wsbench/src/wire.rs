@@ -3,6 +3,7 @@
 //! handshake. No codec of its own: headers, masking, decoding and the
 //! handshake all come from the sans-IO layer the server uses.
 
+use wsreactor::proto::deflate::{ClientOffer, Negotiated, client_offer, parse_client_response};
 use wsreactor::proto::frame::{MAX_HEADER_LEN, encode_header};
 use wsreactor::proto::handshake::{ClientKey, generate_key, parse_response, write_client_request};
 use wsreactor::proto::mask::apply_mask;
@@ -15,10 +16,16 @@ use wsreactor::proto::{CloseCode, OpCode};
 /// `out` has grown to its working size.
 #[inline]
 pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, parts: &[&[u8]]) {
+    push_frame_rsv1(out, opcode, fin, false, parts);
+}
+
+/// [`push_frame`] with the RSV1 bit (permessage-deflate's "compressed") as given.
+#[inline]
+pub fn push_frame_rsv1(out: &mut Vec<u8>, opcode: OpCode, fin: bool, rsv1: bool, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mask = fastrand::u32(..).to_ne_bytes();
     let mut hdr = [0u8; MAX_HEADER_LEN];
-    let h = encode_header(&mut hdr, fin, false, opcode, len as u64, Some(mask));
+    let h = encode_header(&mut hdr, fin, rsv1, opcode, len as u64, Some(mask));
     out.reserve(h + len);
     out.extend_from_slice(&hdr[..h]);
     let start = out.len();
@@ -31,9 +38,20 @@ pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, parts: &[&[u8]])
 /// Appends a message of `payload` split into frames of at most `frag` bytes
 /// (a single frame when `frag` is 0 or not smaller than the payload).
 pub fn push_message(out: &mut Vec<u8>, opcode: OpCode, payload: &[&[u8]], frag: usize) {
+    push_message_rsv1(out, opcode, payload, frag, false);
+}
+
+/// [`push_message`] with RSV1 as given on the first frame (a compressed message).
+pub fn push_message_rsv1(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    payload: &[&[u8]],
+    frag: usize,
+    rsv1: bool,
+) {
     let len: usize = payload.iter().map(|p| p.len()).sum();
     if frag == 0 || len <= frag {
-        push_frame(out, opcode, true, payload);
+        push_frame_rsv1(out, opcode, true, rsv1, payload);
         return;
     }
     // Walk the parts in `frag`-sized windows.
@@ -57,7 +75,7 @@ pub fn push_message(out: &mut Vec<u8>, opcode: OpCode, payload: &[&[u8]], frag: 
         }
         sent += n;
         let op = if first { opcode } else { OpCode::Continuation };
-        push_frame(out, op, sent == len, &pieces);
+        push_frame_rsv1(out, op, sent == len, rsv1 && first, &pieces);
         first = false;
     }
 }
@@ -104,30 +122,54 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
     key: ClientKey,
+    deflate: Option<ClientOffer>,
 }
 
 /// The largest response head accepted from a server.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 impl ClientHandshake {
-    /// Writes an upgrade request for `target` into `out`, with a fresh random key.
-    pub fn start(target: &Target, out: &mut Vec<u8>) -> Result<ClientHandshake, String> {
+    /// Writes an upgrade request for `target` into `out`, with a fresh random key,
+    /// offering permessage-deflate when `deflate` is given.
+    pub fn start(
+        target: &Target,
+        out: &mut Vec<u8>,
+        deflate: Option<&ClientOffer>,
+    ) -> Result<ClientHandshake, String> {
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
         nonce[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
         let key = generate_key(nonce);
-        write_client_request(out, &target.host, &target.path, key.as_str(), &[], None, &[])
-            .map_err(|e| format!("request: {e:?}"))?;
-        Ok(ClientHandshake { key })
+        let ext = deflate.map(client_offer);
+        write_client_request(
+            out,
+            &target.host,
+            &target.path,
+            key.as_str(),
+            &[],
+            ext.as_deref(),
+            &[],
+        )
+        .map_err(|e| format!("request: {e:?}"))?;
+        Ok(ClientHandshake { key, deflate: deflate.copied() })
     }
 
     /// Looks for a complete `101` response at the start of `buf`.
     ///
-    /// `Ok(Some(n))`: the response head is the first `n` bytes (frames may follow).
-    /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly.
-    pub fn finish(&self, buf: &[u8]) -> Result<Option<usize>, String> {
+    /// `Ok(Some((n, deflate)))`: the response head is the first `n` bytes (frames
+    /// may follow); `deflate` is what the server agreed to when it was offered.
+    /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly, or
+    /// did not accept the permessage-deflate that was offered.
+    pub fn finish(&self, buf: &[u8]) -> Result<Option<(usize, Option<Negotiated>)>, String> {
         match parse_response(buf, self.key.as_str(), MAX_RESPONSE_HEAD) {
-            Ok(Some((_, n))) => Ok(Some(n)),
+            Ok(Some((resp, n))) => {
+                let Some(offer) = &self.deflate else { return Ok(Some((n, None))) };
+                match parse_client_response(resp.extensions(), offer) {
+                    Ok(Some(agreed)) => Ok(Some((n, Some(agreed)))),
+                    Ok(None) => Err("the server did not accept permessage-deflate".into()),
+                    Err(e) => Err(format!("permessage-deflate: {}", e.reason())),
+                }
+            }
             Ok(None) => Ok(None),
             Err(e) if e.status != 0 => Err(format!("status {}: {}", e.status, e.reason)),
             Err(e) => Err(e.reason.to_string()),
