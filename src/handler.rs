@@ -8,7 +8,7 @@ use crate::proto::CloseCode;
 use crate::proto::handshake::Request;
 use crate::pubsub::wire::Payload;
 use crate::pubsub::{StoreError, TopicName, TopicStore};
-use crate::reactor::{Conn, Env, TOPICS};
+use crate::reactor::{Conn, Env};
 use crate::server::ServerHandle;
 
 /// Application callbacks, one handler value per reactor thread.
@@ -234,8 +234,7 @@ impl<'a, C> Ctx<'a, C> {
     /// yourself if you want one ([`Ctx::topics`]`.snapshot(..)`), after
     /// subscribing, so that no publish is missed in between.
     pub fn subscribe(&mut self, topic: &TopicName) -> bool {
-        self.conn.flags |= TOPICS;
-        self.env.topics.subscribe(self.slot, self.conn.generation, topic)
+        self.conn.subscribe(self.env, self.slot, topic)
     }
 
     /// Unsubscribes from `topic`; false if not subscribed.

@@ -17,6 +17,7 @@ use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::{CloseCode, Decoder};
+use crate::pubsub::TopicName;
 use crate::server::SlowConsumer;
 
 /// Where a connection is in its life.
@@ -281,6 +282,13 @@ impl<C> Conn<C> {
         self.bufs_mut(env).out.push_shared(bytes);
         self.last_msg = env.tick;
         self.status()
+    }
+
+    /// Adds the connection to `topic`'s subscribers on this reactor; false
+    /// if it already was one.
+    pub(crate) fn subscribe(&mut self, env: &mut Env, slot: usize, topic: &TopicName) -> bool {
+        self.flags |= TOPICS;
+        env.topics.subscribe(slot, self.generation, topic)
     }
 
     /// Queues a topic's frame, tagged for conflation. `Dropped` when the

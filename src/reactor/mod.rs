@@ -27,11 +27,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use self::buf::Pool;
+pub(crate) use self::conn::Conn;
 use self::conn::{
     AGAIN, Bufs, DEFLATE, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT,
-    READ_PAUSED, SHUT_WR, State, Ticks, WRITE_BLOCKED, before,
+    READ_PAUSED, SHUT_WR, State, TOPICS, Ticks, WRITE_BLOCKED, before,
 };
-pub(crate) use self::conn::{Conn, TOPICS};
 use self::deflate::Deflate;
 use self::inbox::{Command, Inbox};
 use self::timer::Wheel;
