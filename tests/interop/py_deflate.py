@@ -34,7 +34,6 @@ check failed (2 on a usage error).
 import asyncio
 import random
 import sys
-import time
 
 import websockets
 from websockets.asyncio.client import connect
@@ -45,22 +44,15 @@ from websockets.extensions.permessage_deflate import (
 )
 from websockets.frames import Opcode
 
+import py_client
+from py_client import CheckFailed, expect
+
 KIB = 1 << 10
 MIB = 1 << 20
 SERVER_MAX = 2 * MIB
 SIZES = [0, 1, 63, 64, 200, 64 * KIB, MIB]
 BOMB = 10_000_000
-CHECK_TIMEOUT = 60.0
 RECV_TIMEOUT = 20.0
-
-
-class CheckFailed(Exception):
-    """A check's expectation was not met."""
-
-
-def expect(cond, why):
-    if not cond:
-        raise CheckFailed(why)
 
 
 # ---- payloads -----------------------------------------------------------------------------------
@@ -226,11 +218,12 @@ def deflate_of(ws):
 # ---- the checks ---------------------------------------------------------------------------------
 
 
-class Checks:
+class Checks(py_client.Checks):
+    """py_client's check runner (run, fail, results) with deflate connections."""
+
     def __init__(self, base, mode):
-        self.base = base.rstrip("/")
+        super().__init__(base)
         self.mode = mode
-        self.results = []
 
     def connect(self, offer):
         return connect(
@@ -244,25 +237,6 @@ class Checks:
             **offer.connect_kwargs(),
         )
 
-    async def run(self, name, coro_fn, timeout=CHECK_TIMEOUT):
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(coro_fn(), timeout)
-        except CheckFailed as e:
-            self.fail(name, str(e))
-        except asyncio.TimeoutError:
-            self.fail(name, f"timed out after {time.monotonic() - started:.1f}s")
-        except ConnectionClosed as e:
-            self.fail(name, f"connection closed unexpectedly: {e}")
-        except Exception as e:  # any client error is a failed check, never a crash
-            self.fail(name, f"{type(e).__name__}: {e}")
-        else:
-            self.results.append((name, True))
-            print(f"ok {name}", flush=True)
-
-    def fail(self, name, why):
-        self.results.append((name, False))
-        print(f"FAIL {name}: {why}", flush=True)
 
     async def recv_expect(self, ws, expected, what="echo"):
         got = await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
