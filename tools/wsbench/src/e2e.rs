@@ -250,3 +250,69 @@ fn refuses_non_loopback_targets() {
     };
     assert!(crate::echo::main(&a).is_err());
 }
+
+/// Starts a one-reactor topic server whose publish token is `tk`.
+fn start_pubsub() -> (String, wsreactor::Running) {
+    use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .and_then(|b| {
+            b.reactors(1)
+                .topics(StoreConfig::default())
+                .handler(|_| PubSub::new(Limits::default(), Some("tk")))
+                .build()
+        })
+        .expect("server");
+    let url = format!("ws://{}/", server.local_addr());
+    (url, server.spawn().expect("spawn"))
+}
+
+#[test]
+fn fanout_speaks_the_topic_protocol() {
+    let (url, running) = start_pubsub();
+    let with_token = format!("{url}?token=tk");
+    for topics in ["1", "5"] {
+        let Mode::Fanout(a) = parse(&[
+            "fanout",
+            "-u",
+            &with_token,
+            "-n",
+            "20",
+            "--topics",
+            topics,
+            "-s",
+            "64",
+            "-w",
+            "8",
+            "-d",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "-q",
+        ]) else {
+            unreachable!()
+        };
+        let r = crate::fanout::main(&a).expect("run");
+        let f = r.fanout.clone().expect("fanout figures");
+        let per_topic = 20 / topics.parse::<u64>().unwrap();
+        // Each message reaches the subscribers of its topic only (the window
+        // also counts deliveries of messages published just before it).
+        let expect = (f.published * per_topic) as f64;
+        assert!(f.published > 10, "{f:?}");
+        assert!((f.deliveries as f64 - expect).abs() < 0.1 * expect, "{f:?}");
+        assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+        assert!(f.kept_up, "{}", f.kept_up_why);
+    }
+
+    // Without the token the server refuses the publishes, and the report says so.
+    let Mode::Fanout(a) = parse(&[
+        "fanout", "-u", &url, "-n", "4", "--topics", "2", "-s", "64", "-d", "200ms", "--warmup",
+        "100ms", "-q",
+    ]) else {
+        unreachable!()
+    };
+    let r = crate::fanout::main(&a).expect("run");
+    let f = r.fanout.clone().expect("fanout figures");
+    assert!(!f.kept_up && f.kept_up_why.contains("unauthorized"), "{}", f.kept_up_why);
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}

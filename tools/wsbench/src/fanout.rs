@@ -3,14 +3,17 @@
 //! Every published message starts with its sequence number and its send time
 //! (both u64 little endian; at a fixed rate the send time is the *intended*
 //! one, so a publisher held up by the server does not hide the delay), then a
-//! fixed pattern that subscribers verify. Each subscriber tracks which
+//! fixed pattern that subscribers verify. The top bits of the sequence number
+//! are a random tag of the run, so messages of an earlier run (a topic
+//! server's last-value snapshots) are told apart and ignored. Each subscriber tracks which
 //! sequence numbers it saw in a sliding window, which tells gaps, duplicates
 //! and reorders apart.
 //!
-//! How subscribing and publishing look on the wire is a [`Topology`]; the
-//! only one so far is [`Broadcast`] (every message from any client goes to
-//! every client, sender included), so a topic protocol can be added later
-//! without touching the rest.
+//! How subscribing and publishing look on the wire is a [`Topology`]:
+//! [`Broadcast`] (every message from any client goes to every client, sender
+//! included) or [`Topics`] (wsreactor's topic protocol: JSON subscribe,
+//! binary publish and binary deliveries that name their topic and carry a
+//! per-topic sequence number).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,26 +28,67 @@ use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
 
 /// Bytes of the sequence number and timestamp at the start of each payload.
 const HEAD: usize = 16;
+/// Sequence numbers use the low bits of their u64; the run's tag the rest.
+const SEQ_BITS: u32 = 40;
 /// The publisher stops generating while this much output is queued on its socket.
 const MAX_PUBLISHER_BACKLOG: usize = 4 << 20;
+/// Bytes of a control message kept to tell what it says.
+const CONTROL_KEEP: usize = 256;
 
 /// How subscribers and the publisher talk to a particular kind of server.
+///
+/// Topics are numbered `0..topics()`; subscriber `k` (0-based) joins topic
+/// `k % topics()` and message `seq` is published on topic `seq % topics()`,
+/// so each subscriber sees every `topics()`-th sequence number.
 pub trait Topology: Send + Sync {
     /// A name for reports.
-    fn name(&self) -> &'static str;
-    /// Frames a subscriber sends once open (a subscribe request, for instance).
-    fn subscribe(&self, _tx: &mut Tx<'_>) {}
-    /// Appends a published message whose payload is `parts`.
-    fn publish(&self, tx: &mut Tx<'_>, parts: &[&[u8]]) {
+    fn name(&self) -> String;
+    /// How many topics messages are spread over.
+    fn topics(&self) -> u64 {
+        1
+    }
+    /// Frames a subscriber of `topic` sends once open (a subscribe request, for instance).
+    fn subscribe(&self, _tx: &mut Tx<'_>, _topic: u64) {}
+    /// Whether a subscriber must wait for the server's confirmation (a control
+    /// message, see [`Topology::control`]) before the publisher may start.
+    fn confirms_subscribe(&self) -> bool {
+        false
+    }
+    /// Appends a message on `topic` whose payload is `parts`.
+    fn publish(&self, tx: &mut Tx<'_>, _topic: u64, parts: &[&[u8]]) {
         tx.message(OpCode::Binary, parts, 0);
     }
     /// Bytes of envelope before the payload in a delivered message.
     fn envelope_len(&self) -> usize {
         0
     }
+    /// Whether `envelope` is right for a delivery on `topic`.
+    fn envelope_ok(&self, _envelope: &[u8], _topic: u64) -> bool {
+        true
+    }
+    /// Whether a message starting with `first` is a control message (an
+    /// answer or an error from the server) rather than a delivery.
+    fn is_control(&self, _first: &[u8]) -> bool {
+        false
+    }
+    /// What a control message means.
+    fn control(&self, _msg: &[u8]) -> Control {
+        Control::Other
+    }
     /// Whether the publisher receives its own messages (then it uses them to bound
-    /// the messages in flight).
+    /// the messages in flight; otherwise the subscribers' receipts do).
     fn echoes_to_publisher(&self) -> bool;
+}
+
+/// What a control message from the server means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A subscription was confirmed.
+    Subscribed,
+    /// The server reported an error (its text).
+    Error(String),
+    /// Anything else (ignored).
+    Other,
 }
 
 /// A server that sends every message to every client, sender included
@@ -52,11 +96,93 @@ pub trait Topology: Send + Sync {
 pub struct Broadcast;
 
 impl Topology for Broadcast {
-    fn name(&self) -> &'static str {
-        "broadcast"
+    fn name(&self) -> String {
+        "broadcast".into()
     }
     fn echoes_to_publisher(&self) -> bool {
         true
+    }
+}
+
+/// wsreactor's topic protocol (`wsreactor pubsub`; the peers' pubsub mode
+/// speaks the same subset): a subscriber sends
+/// `{"op":"subscribe","topics":["bench.0042"]}` and waits for
+/// `{"op":"subscribed",...}`; the publisher sends binary publishes
+/// `[0x02][topic_len][topic][payload]`; subscribers receive binary deliveries
+/// `[0x01][topic_len][topic][seq: u64 BE][payload]`.
+///
+/// Topic names are `bench.` and a zero-padded number, so every envelope has the
+/// same length. The publisher must be allowed to publish: for
+/// `wsreactor pubsub --publish-token T` put `?token=T` in the URL.
+pub struct Topics {
+    names: Vec<String>,
+}
+
+impl Topics {
+    /// First byte of a binary publish delivered as binary.
+    const PUBLISH: u8 = 0x02;
+    /// First byte of a binary delivery.
+    const DELIVERY: u8 = 0x01;
+
+    /// `n` topics (at least 1).
+    pub fn new(n: u64) -> Topics {
+        let n = n.max(1);
+        let width = (n - 1).to_string().len();
+        Topics { names: (0..n).map(|t| format!("bench.{t:0width$}")).collect() }
+    }
+
+    fn topic(&self, t: u64) -> &[u8] {
+        self.names[(t % self.names.len() as u64) as usize].as_bytes()
+    }
+}
+
+impl Topology for Topics {
+    fn name(&self) -> String {
+        format!("topics {}", self.names.len())
+    }
+    fn topics(&self) -> u64 {
+        self.names.len() as u64
+    }
+    fn subscribe(&self, tx: &mut Tx<'_>, topic: u64) {
+        let name = &self.names[topic as usize];
+        let req = format!(r#"{{"op":"subscribe","topics":["{name}"]}}"#);
+        tx.message(OpCode::Text, &[req.as_bytes()], 0);
+    }
+    fn confirms_subscribe(&self) -> bool {
+        true
+    }
+    fn publish(&self, tx: &mut Tx<'_>, topic: u64, parts: &[&[u8]]) {
+        let name = self.topic(topic);
+        let head = [Self::PUBLISH, name.len() as u8];
+        let mut all: Vec<&[u8]> = Vec::with_capacity(2 + parts.len());
+        all.extend([&head[..], name]);
+        all.extend_from_slice(parts);
+        tx.message(OpCode::Binary, &all, 0);
+    }
+    fn envelope_len(&self) -> usize {
+        2 + self.names[0].len() + 8
+    }
+    fn envelope_ok(&self, env: &[u8], topic: u64) -> bool {
+        let name = self.topic(topic);
+        env.len() == 2 + name.len() + 8
+            && env[0] == Self::DELIVERY
+            && env[1] as usize == name.len()
+            && &env[2..2 + name.len()] == name
+    }
+    fn is_control(&self, first: &[u8]) -> bool {
+        first.first() != Some(&Self::DELIVERY)
+    }
+    fn control(&self, msg: &[u8]) -> Control {
+        if msg.starts_with(br#"{"op":"subscribed""#) {
+            Control::Subscribed
+        } else if msg.starts_with(br#"{"op":"error""#) {
+            Control::Error(String::from_utf8_lossy(msg).into_owned())
+        } else {
+            Control::Other
+        }
+    }
+    fn echoes_to_publisher(&self) -> bool {
+        false
     }
 }
 
@@ -78,6 +204,13 @@ pub struct FanoutArgs {
     /// Most messages in flight (published, not yet back at the publisher) when not at a fixed rate.
     #[arg(short = 'w', long, default_value_t = 16)]
     pub in_flight: u64,
+    /// Speak wsreactor's topic protocol with this many topics (`bench.0`, ...):
+    /// subscriber k joins topic k mod N, messages go round-robin over the topics.
+    /// Without it, the server is expected to broadcast every message to everyone.
+    /// The publisher must be allowed to publish (`?token=...` in the URL for
+    /// `wsreactor pubsub --publish-token`).
+    #[arg(long, value_name = "N")]
+    pub topics: Option<u64>,
 }
 
 /// Which sequence numbers a subscriber saw: a 1024-wide sliding window.
@@ -145,11 +278,15 @@ impl SeqTracker {
 #[derive(Debug, Default)]
 pub struct FanConn {
     seqs: SeqTracker,
-    /// The first bytes of the message being received (envelope + head).
+    /// The first bytes of the message being received (envelope + head, or a control message).
     head: Vec<u8>,
     off: usize,
     bad: bool,
+    /// The message being received is a control message, not a delivery.
+    control: bool,
     publisher: bool,
+    /// The topic subscribed to.
+    topic: u64,
 }
 
 /// Shared by every thread of one run.
@@ -157,9 +294,13 @@ pub struct FanConn {
 pub struct Shared {
     /// Messages published so far.
     pub published: AtomicU64,
-    /// Highest sequence number + 1 seen by subscriber 1 (when the publisher does not
-    /// receive its own messages, this bounds the messages in flight).
+    /// Highest sequence number + 1 any subscriber has seen (when the publisher does
+    /// not receive its own messages, this bounds the messages in flight).
     pub acked: AtomicU64,
+    /// Subscribers whose subscription the server confirmed.
+    pub confirmed: AtomicU64,
+    /// This run's tag, in the top bits of every sequence number.
+    pub tag: u64,
 }
 
 /// One thread's fan-out behaviour.
@@ -173,7 +314,13 @@ pub struct FanoutB {
     publisher: Option<usize>,
     seq: u64,
     self_seen: u64,
+    /// Highest sequence number + 1 this thread's subscribers have seen.
+    acked: u64,
     started: bool,
+    /// Subscribers in the whole run.
+    subscribers: u64,
+    /// This thread's subscribers per topic.
+    subs_per_topic: Vec<u64>,
     /// One-way latencies recorded in the window (ns).
     pub hist: Histogram<u64>,
     /// Deliveries in the window.
@@ -194,7 +341,20 @@ pub struct FanoutB {
     pub duplicates: u64,
     /// Reorders over the whole run.
     pub reorders: u64,
+    /// Deliveries the subscribers that finished should have had.
+    pub expected: u64,
+    /// Messages of an earlier run (snapshots), ignored.
+    pub stale: u64,
+    /// Error replies from the server, and the first one's text.
+    pub control_errors: u64,
+    /// The first error reply.
+    pub first_error: Option<String>,
     finished_subs: u64,
+}
+
+/// How many of the messages `0..published` go to `topic` of `topics`.
+fn published_on(topic: u64, topics: u64, published: u64) -> u64 {
+    if published > topic { (published - topic).div_ceil(topics) } else { 0 }
 }
 
 impl FanoutB {
@@ -206,9 +366,10 @@ impl FanoutB {
             self.published_window += 1;
         }
         let mut head = [0u8; HEAD];
-        head[..8].copy_from_slice(&seq.to_le_bytes());
+        head[..8].copy_from_slice(&(self.shared.tag << SEQ_BITS | seq).to_le_bytes());
         head[8..].copy_from_slice(&t.to_le_bytes());
-        self.topo.publish(&mut cx.tx(), &[&head, &self.template[HEAD..]]);
+        let topic = seq % self.topo.topics();
+        self.topo.publish(&mut cx.tx(), topic, &[&head, &self.template[HEAD..]]);
     }
 
     fn in_flight(&self) -> u64 {
@@ -222,6 +383,25 @@ impl FanoutB {
 
     fn publishing(phase: Phase) -> bool {
         matches!(phase, Phase::Warmup | Phase::Measure)
+    }
+
+    /// Whether every subscriber is in place (confirmed, where the server confirms).
+    fn subscribed(&self) -> bool {
+        !self.topo.confirms_subscribe() || self.shared.confirmed.load(Relaxed) >= self.subscribers
+    }
+
+    /// A whole control message arrived.
+    fn control(&mut self, msg: &[u8], subscriber: bool) {
+        match self.topo.control(msg) {
+            Control::Subscribed if subscriber => {
+                self.shared.confirmed.fetch_add(1, Relaxed);
+            }
+            Control::Error(text) => {
+                self.control_errors += 1;
+                self.first_error.get_or_insert(text);
+            }
+            _ => {}
+        }
     }
 
     /// Publishes while the in-flight bound allows (as-fast-as-possible mode).
@@ -242,8 +422,11 @@ impl Behaviour for FanoutB {
             self.publisher = Some(cx.key);
         } else {
             self.subs += 1;
+            let topic = (cx.index as u64 - 1) % self.topo.topics();
+            self.subs_per_topic[topic as usize] += 1;
             let mut cx = cx;
-            self.topo.subscribe(&mut cx.tx());
+            cx.state.topic = topic;
+            self.topo.subscribe(&mut cx.tx(), topic);
         }
     }
 
@@ -254,6 +437,17 @@ impl Behaviour for FanoutB {
             st.head.clear();
             st.off = 0;
             st.bad = false;
+            st.control = self.topo.is_control(data);
+        }
+        if st.control {
+            let take = (CONTROL_KEEP - st.head.len()).min(data.len());
+            st.head.extend_from_slice(&data[..take]);
+            if fin {
+                let msg = std::mem::take(&mut st.head);
+                self.control(&msg, !st.publisher);
+                cx.state.head = msg;
+            }
+            return;
         }
         // Keep the envelope and head; check the pattern after it.
         if st.head.len() < need {
@@ -277,12 +471,17 @@ impl Behaviour for FanoutB {
         if st.head.len() < need || st.off - pstart != self.template.len() {
             st.bad = true;
         }
-        if st.bad {
+        if st.bad || !self.topo.envelope_ok(&st.head[..pstart], st.topic) {
             self.verify_errors += 1;
             return;
         }
         let h = &st.head[pstart..pstart + HEAD];
-        let seq = u64::from_le_bytes(h[..8].try_into().unwrap_or_default());
+        let tagged = u64::from_le_bytes(h[..8].try_into().unwrap_or_default());
+        if tagged >> SEQ_BITS != self.shared.tag {
+            self.stale += 1;
+            return;
+        }
+        let seq = tagged & ((1 << SEQ_BITS) - 1);
         let ts = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
         if st.publisher {
             self.self_seen = self.self_seen.max(seq + 1);
@@ -291,11 +490,19 @@ impl Behaviour for FanoutB {
             }
             return;
         }
-        if !st.seqs.see(seq) {
+        if seq % self.topo.topics() != st.topic {
+            self.verify_errors += 1;
             return;
         }
-        if cx.index == 1 && !self.topo.echoes_to_publisher() {
-            self.shared.acked.fetch_max(st.seqs.next, Relaxed);
+        // Each subscriber sees every topics()-th message: number them 0, 1, 2, ...
+        if !st.seqs.see(seq / self.topo.topics()) {
+            return;
+        }
+        if seq >= self.acked {
+            self.acked = seq + 1;
+            if !self.topo.echoes_to_publisher() {
+                self.shared.acked.fetch_max(self.acked, Relaxed);
+            }
         }
         self.total += 1;
         if cx.phase == Phase::Measure {
@@ -307,6 +514,8 @@ impl Behaviour for FanoutB {
     fn closed(&mut self, _index: usize, state: &mut FanConn, _lost: bool) {
         if !state.publisher {
             self.finished_subs += 1;
+            let published = self.shared.published.load(Relaxed);
+            self.expected += published_on(state.topic, self.topo.topics(), published);
             self.unique += state.seqs.unique;
             self.duplicates += state.seqs.duplicates;
             self.reorders += state.seqs.reorders;
@@ -315,7 +524,7 @@ impl Behaviour for FanoutB {
 
     fn turn(&mut self, conns: &mut Conns<'_, FanConn>, now: u64, phase: Phase) -> Option<u64> {
         let key = self.publisher?;
-        if !FanoutB::publishing(phase) {
+        if !FanoutB::publishing(phase) || (!self.started && !self.subscribed()) {
             return None;
         }
         if !self.started {
@@ -354,12 +563,22 @@ impl Behaviour for FanoutB {
         // Every subscriber on this thread has everything published so far (publishing
         // starts once all are open), and so has the publisher when it gets its own copies.
         let published = self.shared.published.load(Relaxed);
-        let subs_done = self.total >= self.subs * published;
+        let topics = self.topo.topics();
+        let expected: u64 = (0..topics)
+            .map(|t| self.subs_per_topic[t as usize] * published_on(t, topics, published))
+            .sum();
+        let subs_done = self.total >= expected;
         match self.publisher {
             Some(_) if self.topo.echoes_to_publisher() => subs_done && self.self_seen >= published,
             _ => subs_done,
         }
     }
+}
+
+/// A random tag for this run's sequence numbers (24 bits).
+fn run_tag() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id()) >> SEQ_BITS
 }
 
 /// Runs the fan-out mode and returns its report.
@@ -368,8 +587,15 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     if args.size < HEAD {
         return Err(format!("--size must be at least {HEAD} (sequence number and timestamp)"));
     }
-    let topo: Arc<dyn Topology> = Arc::new(Broadcast);
-    let shared = Arc::new(Shared::default());
+    let topo: Arc<dyn Topology> = match args.topics {
+        Some(0) => return Err("--topics must be at least 1".into()),
+        Some(n) if n > args.subscribers as u64 => {
+            return Err(format!("--topics {n} is more than the {} subscribers", args.subscribers));
+        }
+        Some(n) => Arc::new(Topics::new(n)),
+        None => Arc::new(Broadcast),
+    };
+    let shared = Arc::new(Shared { tag: run_tag(), ..Shared::default() });
     let total = args.subscribers + 1;
     let threads = c.threads.clamp(1, total);
     let template: Arc<[u8]> =
@@ -385,7 +611,10 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             publisher: None,
             seq: 0,
             self_seen: 0,
+            acked: 0,
             started: false,
+            subscribers: args.subscribers as u64,
+            subs_per_topic: vec![0; topo.topics() as usize],
             hist: new_histogram(),
             deliveries: 0,
             total: 0,
@@ -396,6 +625,10 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             unique: 0,
             duplicates: 0,
             reorders: 0,
+            expected: 0,
+            stale: 0,
+            control_errors: 0,
+            first_error: None,
             finished_subs: 0,
         })
         .collect();
@@ -414,10 +647,15 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
         target_rate: args.rate,
         ..Default::default()
     };
-    let published_total = shared.published.load(Relaxed);
     let mut subs_closed = 0;
     let mut stalls = 0;
+    let mut control_errors = 0;
+    let mut first_error = None;
     for b in &out.behaviours {
+        control_errors += b.control_errors;
+        if first_error.is_none() {
+            first_error = b.first_error.clone();
+        }
         let _ = hist.add(&b.hist);
         f.deliveries += b.deliveries;
         f.published += b.published_window;
@@ -426,7 +664,7 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
         report.verify_errors += b.verify_errors;
         subs_closed += b.finished_subs;
         stalls += b.stalls;
-        f.gaps += (b.finished_subs * published_total).saturating_sub(b.unique);
+        f.gaps += b.expected.saturating_sub(b.unique);
     }
     let w = out.window_s.max(1e-9);
     f.publish_rate = f.published as f64 / w;
@@ -438,6 +676,16 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             "{} subscribers not accounted for",
             args.subscribers as u64 - subs_closed
         ));
+    }
+    let confirmed = shared.confirmed.load(Relaxed);
+    if topo.confirms_subscribe() && confirmed < args.subscribers as u64 {
+        why.push(format!(
+            "only {confirmed} of {} subscriptions confirmed (nothing was published)",
+            args.subscribers
+        ));
+    }
+    if let Some(e) = first_error {
+        why.push(format!("{control_errors} error replies, the first: {e}"));
     }
     if f.gaps > 0 {
         why.push(format!("{} deliveries missing", f.gaps));
