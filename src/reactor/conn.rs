@@ -5,9 +5,11 @@
 //! ([`Bufs`]) are borrowed from the reactor's pool only while there is
 //! partial input or pending output, and go back as soon as both are gone.
 
+use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use socket2::SockRef;
 
 use super::Env;
 use super::buf::recycle;
@@ -19,6 +21,27 @@ use crate::proto::frame::{self, OpCode};
 use crate::proto::{CloseCode, Decoder};
 use crate::pubsub::TopicName;
 use crate::server::SlowConsumer;
+
+/// Writes to a connection's socket with the socket calls `send` and
+/// `sendmsg` (both with `MSG_NOSIGNAL`), not `write`/`writev`, which go
+/// through the file layer and take its position lock on every call.
+pub(crate) struct SocketWriter<'a>(pub(crate) &'a TcpStream);
+
+impl Write for SocketWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // std's `TcpStream::write` is `send(fd, buf, MSG_NOSIGNAL)`.
+        let mut stream = self.0;
+        stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        SockRef::from(self.0).send_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

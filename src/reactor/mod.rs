@@ -30,7 +30,7 @@ use self::buf::Pool;
 pub(crate) use self::conn::Conn;
 use self::conn::{
     AGAIN, Bufs, DEFLATE, DIRTY, DISCARD, NO_TIMER, NOTIFIED, OPENED, PENDING_INPUT, PING_OUT,
-    READ_PAUSED, SHUT_WR, State, TOPICS, Ticks, WRITE_BLOCKED, before,
+    READ_PAUSED, SHUT_WR, SocketWriter, State, TOPICS, Ticks, WRITE_BLOCKED, before,
 };
 use self::deflate::Deflate;
 use self::inbox::{Command, Inbox};
@@ -92,6 +92,8 @@ pub(crate) struct Env {
     pub(crate) topics: Topics,
     /// Scratch space for HTTP responses.
     scratch: Vec<u8>,
+    /// Scratch space for copying small output chunks into one write.
+    gather: Vec<u8>,
 }
 
 impl Env {
@@ -199,6 +201,7 @@ impl<H: Handler> Reactor<H> {
                 local_publishes: Vec::new(),
                 topics: Topics::default(),
                 scratch: Vec::new(),
+                gather: Vec::with_capacity(outq::GATHER_LIMIT),
             },
             rbuf,
             again: Vec::new(),
@@ -554,7 +557,8 @@ impl<H: Handler> Reactor<H> {
         let drained = match conn.bufs.as_mut() {
             Some(b) if !b.out.is_empty() => {
                 let before = b.out.queued();
-                match b.out.flush(&mut conn.stream, &mut self.env.chunks) {
+                let mut sock = SocketWriter(&conn.stream);
+                match b.out.flush(&mut sock, &mut self.env.chunks, &mut self.env.gather) {
                     Ok(drained) => {
                         if b.out.queued() < before || !was_blocked {
                             b.last_progress = self.env.tick;

@@ -1,10 +1,16 @@
 //! A connection's output: a queue of owned and shared frames, flushed with
-//! vectored writes.
+//! one write call per turn.
 //!
 //! Owned frames (echoes, pongs, per-connection sends) are appended into a
 //! pooled chunk until it holds [`COALESCE_LIMIT`] bytes, so a burst of small
-//! frames costs no allocation per frame and goes out in one `writev` entry.
+//! frames costs no allocation per frame and goes out in one piece.
 //! Shared frames (broadcasts) are encoded once and referenced by every queue.
+//!
+//! A flush hands the kernel one contiguous buffer whenever it can: a single
+//! chunk as it is, several small ones (up to [`GATHER_LIMIT`] bytes in all)
+//! copied together first, since for small frames that copy costs less than
+//! the kernel's per-segment work in a vectored write. Only bigger queues of
+//! several chunks go out with a vectored write.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -18,8 +24,12 @@ const COALESCE_LIMIT: usize = 16 << 10;
 /// The smallest allocation for a new owned chunk.
 const MIN_CHUNK: usize = 256;
 
-/// The most chunks handed to one `writev` call.
+/// The most chunks handed to one vectored write.
 const MAX_IOV: usize = 64;
+
+/// Several chunks totalling at most this many bytes are copied into one
+/// buffer and written with one plain write.
+pub(crate) const GATHER_LIMIT: usize = 4096;
 
 enum Chunk {
     Owned(Vec<u8>),
@@ -115,10 +125,12 @@ impl OutQueue {
 
     /// Writes as much as the socket takes. `Ok(true)`: everything was
     /// written; `Ok(false)`: the socket is full (wait for writability).
+    /// `gather` is scratch space for copying small chunks together.
     pub(crate) fn flush<W: Write>(
         &mut self,
         w: &mut W,
         pool: &mut Pool<Vec<u8>>,
+        gather: &mut Vec<u8>,
     ) -> io::Result<bool> {
         while self.queued > 0 {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -131,7 +143,18 @@ impl OutQueue {
                 iov[n_iov] = IoSlice::new(bytes);
                 n_iov += 1;
             }
-            let written = match w.write_vectored(&iov[..n_iov]) {
+            let result = if n_iov == 1 {
+                w.write(&iov[0])
+            } else if offered <= GATHER_LIMIT {
+                gather.clear();
+                for s in &iov[..n_iov] {
+                    gather.extend_from_slice(s);
+                }
+                w.write(gather)
+            } else {
+                w.write_vectored(&iov[..n_iov])
+            };
+            let written = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -190,13 +213,24 @@ mod tests {
         got: Vec<u8>,
         per_call: usize,
         calls_left: usize,
+        /// Calls of `write_vectored` (the others were plain writes).
+        vectored: usize,
+    }
+
+    impl Sink {
+        fn new(per_call: usize, calls_left: usize) -> Sink {
+            Sink { got: Vec::new(), per_call, calls_left, vectored: 0 }
+        }
     }
 
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(buf)])
+            let n = self.write_vectored(&[IoSlice::new(buf)]);
+            self.vectored -= 1;
+            n
         }
         fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.vectored += 1;
             if self.calls_left == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -235,15 +269,15 @@ mod tests {
         let parts: [&[u8]; 4] = [b"hello ", b"shared ", b"world ", b"again"];
         let mut q = queue_with(&mut pool, &parts);
         assert_eq!(q.queued(), 24);
-        let mut sink = Sink { got: Vec::new(), per_call: 5, calls_left: 2 };
+        let mut sink = Sink::new(5, 2);
         // A short write means the socket is full: one call, then wait.
-        assert!(!q.flush(&mut sink, &mut pool).unwrap());
+        assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
         assert_eq!((q.queued(), sink.calls_left), (19, 1));
-        assert!(!q.flush(&mut sink, &mut pool).unwrap());
+        assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
         assert_eq!(q.queued(), 14);
         sink.calls_left = 100;
         let mut flushes = 0;
-        while !q.flush(&mut sink, &mut pool).unwrap() {
+        while !q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap() {
             flushes += 1;
         }
         assert_eq!(flushes, 2);
@@ -277,15 +311,15 @@ mod tests {
         assert!(!q.conflate(3, frame("c1"), 100), "no frame of topic 3");
         assert!(!q.conflate(2, frame(&"x".repeat(200)), 100), "over the cap");
         // A started frame is never replaced.
-        let mut sink = Sink { got: Vec::new(), per_call: 1, calls_left: 1 };
-        assert!(!q.flush(&mut sink, &mut pool).unwrap());
+        let mut sink = Sink::new(1, 1);
+        assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
         let mut q2 = OutQueue::default();
         q2.push_tagged(frame("a1"), 1);
-        let mut sink2 = Sink { got: Vec::new(), per_call: 1, calls_left: 1 };
-        assert!(!q2.flush(&mut sink2, &mut pool).unwrap());
+        let mut sink2 = Sink::new(1, 1);
+        assert!(!q2.flush(&mut sink2, &mut pool, &mut Vec::new()).unwrap());
         assert!(!q2.conflate(1, frame("a2"), 100));
         sink.calls_left = 100;
-        while !q.flush(&mut sink, &mut pool).unwrap() {}
+        while !q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap() {}
         assert_eq!(sink.got, b"a1b1a3!");
     }
 
@@ -297,9 +331,32 @@ mod tests {
         for _ in 0..200 {
             q.push_shared(frame.clone());
         }
-        let mut sink = Sink { got: Vec::new(), per_call: usize::MAX, calls_left: 10 };
-        assert!(q.flush(&mut sink, &mut pool).unwrap());
+        let mut sink = Sink::new(usize::MAX, 10);
+        assert!(q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
         assert_eq!(sink.got.len(), 600);
         assert_eq!(sink.calls_left, 10 - 200usize.div_ceil(MAX_IOV));
+        assert_eq!(sink.vectored, 0, "small chunks are gathered into plain writes");
+    }
+
+    #[test]
+    fn only_big_queues_of_several_chunks_use_vectored_writes() {
+        let mut pool = Pool::new(4);
+        let small: Arc<[u8]> = Arc::from(vec![1u8; 100]);
+        let big: Arc<[u8]> = Arc::from(vec![2u8; GATHER_LIMIT]);
+        let mut gather = Vec::new();
+        let mut flush = |frames: &[&Arc<[u8]>]| {
+            let mut q = OutQueue::default();
+            for f in frames {
+                q.push_shared(Arc::clone(f));
+            }
+            let mut sink = Sink::new(usize::MAX, 10);
+            assert!(q.flush(&mut sink, &mut pool, &mut gather).unwrap());
+            let want: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+            assert_eq!(sink.got, want);
+            (10 - sink.calls_left, sink.vectored)
+        };
+        assert_eq!(flush(&[&big]), (1, 0), "one chunk: a plain write");
+        assert_eq!(flush(&[&small, &small, &small]), (1, 0), "small chunks: gathered");
+        assert_eq!(flush(&[&small, &big]), (1, 1), "over the gather limit: vectored");
     }
 }
