@@ -8,9 +8,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::stream::SplitSink;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -45,16 +48,12 @@ async fn echo(stream: TcpStream) {
     }
 }
 
-async fn broadcast(stream: TcpStream, id: u64, clients: Clients) {
-    let _ = stream.set_nodelay(true);
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await else {
-        return;
-    };
-    let (mut sink, mut source) = ws.split();
+/// The writer task of a connection: sends what arrives on its channel and
+/// flushes once per batch of messages that are ready.
+fn spawn_writer(
+    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+) -> (mpsc::UnboundedSender<Message>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    if let Ok(mut c) = clients.lock() {
-        c.insert(id, tx);
-    }
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if sink.feed(msg).await.is_err() {
@@ -70,12 +69,25 @@ async fn broadcast(stream: TcpStream, id: u64, clients: Clients) {
             }
         }
     });
+    (tx, writer)
+}
+
+async fn broadcast(stream: TcpStream, id: u64, clients: Clients) {
+    let _ = stream.set_nodelay(true);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await else {
+        return;
+    };
+    let (sink, mut source) = ws.split();
+    let (tx, writer) = spawn_writer(sink);
+    if let Ok(mut c) = clients.lock() {
+        c.insert(id, tx);
+    }
     while let Some(Ok(msg)) = source.next().await {
-        if msg.is_binary() || msg.is_text() {
-            if let Ok(c) = clients.lock() {
-                for tx in c.values() {
-                    let _ = tx.send(msg.clone());
-                }
+        if (msg.is_binary() || msg.is_text())
+            && let Ok(c) = clients.lock()
+        {
+            for tx in c.values() {
+                let _ = tx.send(msg.clone());
             }
         }
     }
