@@ -4,7 +4,8 @@
 # (wsreactor / peer), plus one latency SVG per scenario.
 #
 #   tools/compare.sh [--runs N] [--duration 4s] [--servers "wsreactor bun ..."]
-#                    [--scenarios "echo64 echo20 echo16k fanout connect"] [--out DIR]
+#                    [--scenarios "echo64 echo20 echo16k fanout topic1k topic10k topics1000 connect"]
+#                    [--out DIR]
 #                    [--server-cpus 0] [--client-cpus 1] [--client-threads 1]
 #
 # Every server listens on 127.0.0.1 only, is pinned to core 0 (taskset -c 0) and
@@ -21,7 +22,7 @@ RUNS=3
 DURATION=4s
 WARMUP=1s
 SERVERS="wsreactor tokio-tungstenite fastwebsockets bun node-ws"
-SCENARIOS="echo64 echo20 echo16k fanout connect"
+SCENARIOS="echo64 echo20 echo16k fanout topic1k topic10k topics1000 connect"
 OUT="$ROOT/target/compare"
 SERVER_CPUS=0
 CLIENT_CPUS=1
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
         --server-cpus) SERVER_CPUS=$2; shift 2 ;;
         --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
         --client-threads) CLIENT_THREADS=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -81,7 +82,10 @@ done
 server_cmd() { # NAME MODE PORT
     local name=$1 mode=$2 port=$3
     case "$name" in
-        wsreactor) echo "$ROOT/target/release/wsreactor $mode --bind 127.0.0.1:$port --reactors 1" ;;
+        wsreactor)
+            local extra=""
+            [ "$mode" = pubsub ] && extra="--publish-token $TOKEN"
+            echo "$ROOT/target/release/wsreactor $mode --bind 127.0.0.1:$port --reactors 1 $extra" ;;
         tokio-tungstenite) echo "$PEER_TARGET/release/peer-tokio-tungstenite $mode $port" ;;
         fastwebsockets) echo "$PEER_TARGET/release/peer-fastwebsockets $mode $port" ;;
         bun) echo "$PEERS/bun/node_modules/.bin/bun $PEERS/bun/server.js $mode $port" ;;
@@ -118,14 +122,27 @@ stop_server() {
     wait "$SRV_PID" 2>/dev/null || true
 }
 
+# Whether a server has a mode (fastwebsockets and Node ws have no pubsub mode).
+has_mode() { # NAME MODE
+    [ "$2" != pubsub ] || case "$1" in wsreactor|bun|tokio-tungstenite) true ;; *) false ;; esac
+}
+
 # --- scenarios --------------------------------------------------------------
-scenario_mode() { case "$1" in fanout) echo broadcast ;; *) echo echo ;; esac; }
+# The topic scenarios speak wsreactor's topic protocol (wsbench fanout --topics,
+# peers in pubsub mode); the publisher presents the token in the URL.
+TOKEN=bench
+scenario_mode() {
+    case "$1" in fanout) echo broadcast ;; topic*) echo pubsub ;; *) echo echo ;; esac
+}
 scenario_args() {
     case "$1" in
         echo64) echo "echo -c 100 -s 64 -w 32" ;;
         echo20) echo "echo -c 100 -s 20 -w 1" ;;
         echo16k) echo "echo -c 500 -s 16KiB -w 1" ;;
         fanout) echo "fanout -n 1000 -s 64 -w 16" ;;
+        topic1k) echo "fanout -n 1000 --topics 1 -s 64 -w 8" ;;
+        topic10k) echo "fanout -n 10000 --topics 1 -s 64 -w 8" ;;
+        topics1000) echo "fanout -n 10000 --topics 1000 -s 64 -w 8" ;;
         connect) echo "connect -c 15000 --src-ips 127.0.0.2,127.0.0.3" ;;
         *) echo "unknown scenario $1" >&2; return 1 ;;
     esac
@@ -146,6 +163,9 @@ for scen in $SCENARIOS; do
     [ "$scen" = connect ] && dur=2s
     for run in $(seq "$RUNS"); do
         for srv in $SERVERS; do
+            has_mode "$srv" "$mode" || continue
+            query=""
+            [ "$mode" = pubsub ] && query="?token=$TOKEN"
             for attempt in 1 2 3; do
                 PORT=$((PORT + 1))
                 start_server "$srv" "$mode" "$PORT"
@@ -154,7 +174,7 @@ for scen in $SCENARIOS; do
                 # Exit 3 (wrong payloads) still leaves a report: keep it, the summary flags it.
                 rc=0
                 # shellcheck disable=SC2086
-                timeout 120 taskset -c "$CLIENT_CPUS" "$WSBENCH" $args -t "$CLIENT_THREADS" -u "ws://127.0.0.1:$PORT/" \
+                timeout 120 taskset -c "$CLIENT_CPUS" "$WSBENCH" $args -t "$CLIENT_THREADS" -u "ws://127.0.0.1:$PORT/$query" \
                     -d "$dur" --warmup "$WARMUP" --server-pid "$SRV_PID" --label "$srv" \
                     --json --quiet >"$out" 2>"$OUT/logs/${scen}__${srv}__${run}.err" || rc=$?
                 stop_server

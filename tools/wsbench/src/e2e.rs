@@ -271,7 +271,8 @@ fn start_pubsub() -> (String, wsreactor::Running) {
 fn fanout_speaks_the_topic_protocol() {
     let (url, running) = start_pubsub();
     let with_token = format!("{url}?token=tk");
-    for topics in ["1", "5"] {
+    // Two threads: messages complete on either, the publisher's loop is woken.
+    for (topics, threads) in [("1", "1"), ("5", "2")] {
         let Mode::Fanout(a) = parse(&[
             "fanout",
             "-u",
@@ -280,6 +281,8 @@ fn fanout_speaks_the_topic_protocol() {
             "20",
             "--topics",
             topics,
+            "-t",
+            threads,
             "-s",
             "64",
             "-w",

@@ -197,6 +197,10 @@ pub trait Behaviour {
 
     /// Nothing outstanding any more (checked in [`Phase::Drain`]).
     fn drained(&self) -> bool;
+
+    /// The waker of this behaviour's loop, given once before the loop starts
+    /// (for another thread to interrupt this loop's sleep).
+    fn attach(&mut self, _waker: &Arc<Waker>) {}
 }
 
 enum State {
@@ -326,9 +330,15 @@ pub struct Engine<B: Behaviour> {
 
 impl<B: Behaviour> Engine<B> {
     /// A loop for thread `thread` of `ctl`, registering its waker there.
-    pub fn new(cfg: EngineConfig, behaviour: B, ctl: &Control, thread: usize) -> io::Result<Self> {
+    pub fn new(
+        cfg: EngineConfig,
+        mut behaviour: B,
+        ctl: &Control,
+        thread: usize,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        behaviour.attach(&waker);
         if let Ok(mut w) = ctl.wakers.lock() {
             w.push(waker);
         }

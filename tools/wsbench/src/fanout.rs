@@ -5,7 +5,12 @@
 //! one, so a publisher held up by the server does not hide the delay), then a
 //! fixed pattern that subscribers verify. The top bits of the sequence number
 //! are a random tag of the run, so messages of an earlier run (a topic
-//! server's last-value snapshots) are told apart and ignored. Each subscriber tracks which
+//! server's last-value snapshots) are told apart and ignored.
+//!
+//! Without `--rate` the publisher keeps at most `-w` messages in flight, where
+//! a message is in flight until *every* subscriber of its topic has received it
+//! (counted per message in a small shared ring), so the slowest subscriber
+//! paces the publisher and queues in the server stay bounded. Each subscriber tracks which
 //! sequence numbers it saw in a sliding window, which tells gaps, duplicates
 //! and reorders apart.
 //!
@@ -15,10 +20,11 @@
 //! binary publish and binary deliveries that name their topic and carry a
 //! per-topic sequence number).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use hdrhistogram::Histogram;
+use mio::Waker;
 use wsreactor::proto::OpCode;
 
 use crate::deflate::Tx;
@@ -75,8 +81,7 @@ pub trait Topology: Send + Sync {
     fn control(&self, _msg: &[u8]) -> Control {
         Control::Other
     }
-    /// Whether the publisher receives its own messages (then it uses them to bound
-    /// the messages in flight; otherwise the subscribers' receipts do).
+    /// Whether the publisher receives its own messages.
     fn echoes_to_publisher(&self) -> bool;
 }
 
@@ -294,9 +299,13 @@ pub struct FanConn {
 pub struct Shared {
     /// Messages published so far.
     pub published: AtomicU64,
-    /// Highest sequence number + 1 any subscriber has seen (when the publisher does
-    /// not receive its own messages, this bounds the messages in flight).
-    pub acked: AtomicU64,
+    /// Messages every subscriber of their topic has received (in-flight bound only).
+    pub completed: AtomicU64,
+    /// Receipts so far of message `seq`, at `seq % ring.len()`: a slot is reused
+    /// only after its message completed, since the ring is longer than `-w`.
+    pub ring: Box<[AtomicU32]>,
+    /// The waker of the publisher's loop, for the threads that complete messages.
+    pub publisher_waker: OnceLock<Arc<Waker>>,
     /// Subscribers whose subscription the server confirmed.
     pub confirmed: AtomicU64,
     /// This run's tag, in the top bits of every sequence number.
@@ -314,9 +323,13 @@ pub struct FanoutB {
     publisher: Option<usize>,
     seq: u64,
     self_seen: u64,
-    /// Highest sequence number + 1 this thread's subscribers have seen.
-    acked: u64,
     started: bool,
+    /// Receipts on this thread not yet added to the shared ring: counts by ring
+    /// slot, and the sequence numbers that have some.
+    receipts: Vec<u32>,
+    touched: Vec<u64>,
+    /// This loop's waker.
+    waker: Option<Arc<Waker>>,
     /// Subscribers in the whole run.
     subscribers: u64,
     /// This thread's subscribers per topic.
@@ -373,12 +386,47 @@ impl FanoutB {
     }
 
     fn in_flight(&self) -> u64 {
-        let acked = if self.topo.echoes_to_publisher() {
-            self.self_seen
-        } else {
-            self.shared.acked.load(Relaxed)
-        };
-        self.seq.saturating_sub(acked)
+        self.seq.saturating_sub(self.shared.completed.load(Relaxed))
+    }
+
+    /// Subscribers of message `seq`'s topic.
+    fn receivers(&self, seq: u64) -> u32 {
+        let topics = self.topo.topics();
+        (self.subscribers / topics + u64::from(seq % topics < self.subscribers % topics)) as u32
+    }
+
+    /// Counts a receipt of message `seq` (added to the shared ring at the end of the turn).
+    fn receipt(&mut self, seq: u64) {
+        let slot = (seq % self.receipts.len() as u64) as usize;
+        if self.receipts[slot] == 0 {
+            self.touched.push(seq);
+        }
+        self.receipts[slot] += 1;
+    }
+
+    /// Adds this turn's receipts to the shared ring; messages that now have every
+    /// receipt complete (and the publisher's loop is woken to send more).
+    fn settle_receipts(&mut self) {
+        let mut completed = 0;
+        let mut touched = std::mem::take(&mut self.touched);
+        for seq in touched.drain(..) {
+            let slot = (seq % self.receipts.len() as u64) as usize;
+            let n = std::mem::take(&mut self.receipts[slot]);
+            let shared = &self.shared.ring[slot];
+            if shared.fetch_add(n, AcqRel) + n >= self.receivers(seq) {
+                shared.store(0, Relaxed);
+                completed += 1;
+            }
+        }
+        self.touched = touched;
+        if completed > 0 {
+            self.shared.completed.fetch_add(completed, AcqRel);
+            if self.publisher.is_none()
+                && let Some(w) = self.shared.publisher_waker.get()
+            {
+                let _ = w.wake();
+            }
+        }
     }
 
     fn publishing(phase: Phase) -> bool {
@@ -420,6 +468,9 @@ impl Behaviour for FanoutB {
         if cx.index == 0 {
             cx.state.publisher = true;
             self.publisher = Some(cx.key);
+            if let Some(w) = &self.waker {
+                let _ = self.shared.publisher_waker.set(w.clone());
+            }
         } else {
             self.subs += 1;
             let topic = (cx.index as u64 - 1) % self.topo.topics();
@@ -430,7 +481,7 @@ impl Behaviour for FanoutB {
         }
     }
 
-    fn data(&mut self, mut cx: Cx<'_, FanConn>, data: &[u8], first: bool, fin: bool) {
+    fn data(&mut self, cx: Cx<'_, FanConn>, data: &[u8], first: bool, fin: bool) {
         let need = self.topo.envelope_len() + HEAD;
         let st = &mut *cx.state;
         if first {
@@ -485,9 +536,6 @@ impl Behaviour for FanoutB {
         let ts = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
         if st.publisher {
             self.self_seen = self.self_seen.max(seq + 1);
-            if self.interval.is_none() && self.started && FanoutB::publishing(cx.phase) {
-                self.fill(&mut cx);
-            }
             return;
         }
         if seq % self.topo.topics() != st.topic {
@@ -498,11 +546,8 @@ impl Behaviour for FanoutB {
         if !st.seqs.see(seq / self.topo.topics()) {
             return;
         }
-        if seq >= self.acked {
-            self.acked = seq + 1;
-            if !self.topo.echoes_to_publisher() {
-                self.shared.acked.fetch_max(self.acked, Relaxed);
-            }
+        if self.interval.is_none() {
+            self.receipt(seq);
         }
         self.total += 1;
         if cx.phase == Phase::Measure {
@@ -523,6 +568,9 @@ impl Behaviour for FanoutB {
     }
 
     fn turn(&mut self, conns: &mut Conns<'_, FanConn>, now: u64, phase: Phase) -> Option<u64> {
+        if !self.touched.is_empty() {
+            self.settle_receipts();
+        }
         let key = self.publisher?;
         if !FanoutB::publishing(phase) || (!self.started && !self.subscribed()) {
             return None;
@@ -557,6 +605,10 @@ impl Behaviour for FanoutB {
 
     fn progress(&self) -> u64 {
         self.total
+    }
+
+    fn attach(&mut self, waker: &Arc<Waker>) {
+        self.waker = Some(waker.clone());
     }
 
     fn drained(&self) -> bool {
@@ -595,7 +647,14 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
         Some(n) => Arc::new(Topics::new(n)),
         None => Arc::new(Broadcast),
     };
-    let shared = Arc::new(Shared { tag: run_tag(), ..Shared::default() });
+    let w = args.in_flight.max(1);
+    // Longer than the most messages in flight, so a slot is free before reuse.
+    let ring_len = (w as usize + 1).next_power_of_two();
+    let shared = Arc::new(Shared {
+        tag: run_tag(),
+        ring: (0..ring_len).map(|_| AtomicU32::new(0)).collect(),
+        ..Shared::default()
+    });
     let total = args.subscribers + 1;
     let threads = c.threads.clamp(1, total);
     let template: Arc<[u8]> =
@@ -606,13 +665,15 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             shared: shared.clone(),
             template: template.clone(),
             interval: args.rate.map(|r| (1e9 / r.max(1e-3)) as u64),
-            w: args.in_flight.max(1),
+            w,
             next_due: 0,
             publisher: None,
             seq: 0,
             self_seen: 0,
-            acked: 0,
             started: false,
+            receipts: vec![0; ring_len],
+            touched: Vec::new(),
+            waker: None,
             subscribers: args.subscribers as u64,
             subs_per_topic: vec![0; topo.topics() as usize],
             hist: new_histogram(),
@@ -729,7 +790,14 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::SeqTracker;
+    use super::{SeqTracker, published_on};
+
+    #[test]
+    fn messages_and_subscribers_spread_round_robin() {
+        // 7 messages over 3 topics: topic 0 gets 0, 3, 6; topic 2 gets 2, 5.
+        assert_eq!([0, 1, 2].map(|t| published_on(t, 3, 7)), [3, 2, 2]);
+        assert_eq!(published_on(5, 10, 3), 0);
+    }
 
     #[test]
     fn tracker_tells_gaps_dups_reorders() {
