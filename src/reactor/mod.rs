@@ -6,7 +6,8 @@
 //! A loop turn: poll; read every ready connection until the socket is
 //! drained or its per-turn budget is spent (frames are parsed in place from
 //! the shared buffer and handed to the handler); run inbox commands; fan out
-//! broadcasts; flush every connection that has output, once, with `writev`.
+//! broadcasts; flush every connection that has output, once, with one
+//! `send` (small frames copied together) or `sendmsg` (big queues).
 
 pub(crate) mod buf;
 mod conn;
