@@ -11,6 +11,7 @@ use crate::handler::Handler;
 use crate::message::Frame;
 use crate::message::Message;
 use crate::proto::deflate::{DeflateConfig, Mode as Compression};
+use crate::pubsub::topic::validate_topic;
 use crate::pubsub::wire::Payload;
 use crate::pubsub::{StoreConfig, StoreError, TopicName, TopicStore};
 use crate::reactor::inbox::{Command, Inbox};
@@ -31,11 +32,32 @@ pub(crate) struct Config {
     pub(crate) timeouts: Timeouts,
     pub(crate) deflate: DeflateConfig,
     pub(crate) topics: StoreConfig,
-    pub(crate) slow_consumer: SlowConsumer,
+    pub(crate) slow_consumer: SlowConsumerRules,
 }
 
 /// What happens to a subscriber whose output queue is full
 /// (`max_backpressure`) when a topic message arrives for it.
+///
+/// One policy serves every topic ([`Builder::slow_consumer`]) except those
+/// whose name starts with a prefix given its own
+/// ([`Builder::slow_consumer_for`]; the longest matching prefix wins).
+/// Each reactor resolves a topic's policy once, when the topic gets its
+/// first subscriber there.
+///
+/// ```
+/// use wsreactor::{Server, SlowConsumer};
+/// # struct App; impl wsreactor::Handler for App { type Conn = (); }
+/// # fn main() -> std::io::Result<()> {
+/// let server = Server::builder()
+///     .bind("127.0.0.1:0")?
+///     .max_backpressure(256 << 10)
+///     .slow_consumer(SlowConsumer::Close) // alerts, orders, ...: never a gap
+///     .slow_consumer_for("md.", SlowConsumer::Conflate) // market data: the latest price
+///     .handler(|_| App)
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumer {
     /// Close it with 1008 ("slow consumer") after its queued output (default).
@@ -48,6 +70,55 @@ pub enum SlowConsumer {
     /// new one: it gets fewer, newer messages, never stale ones (drop if it
     /// has none queued for that topic).
     Conflate,
+}
+
+/// The slow-consumer policy of every topic: per-prefix rules over a default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SlowConsumerRules {
+    /// For topics that no rule matches.
+    default: SlowConsumer,
+    /// (prefix, policy), longest prefix first, at most one rule per prefix.
+    rules: Vec<(Box<str>, SlowConsumer)>,
+}
+
+impl SlowConsumerRules {
+    /// Sets the policy of topics that no prefix rule matches.
+    pub(crate) fn set_default(&mut self, policy: SlowConsumer) {
+        self.default = policy;
+    }
+
+    /// Topics starting with `prefix` use `policy`; replaces an earlier rule
+    /// for the same prefix.
+    pub(crate) fn add(&mut self, prefix: &str, policy: SlowConsumer) {
+        self.rules.retain(|(p, _)| &**p != prefix);
+        // After every longer or equally long prefix: the first match is the longest.
+        let at = self.rules.partition_point(|(p, _)| p.len() >= prefix.len());
+        self.rules.insert(at, (prefix.into(), policy));
+    }
+
+    /// The policy of `topic`: that of the longest prefix it starts with, or
+    /// the default. A scan of the rules: resolve once per topic, not per
+    /// message.
+    pub(crate) fn policy_for(&self, topic: &str) -> SlowConsumer {
+        self.rules
+            .iter()
+            .find(|(prefix, _)| topic.starts_with(&**prefix))
+            .map_or(self.default, |&(_, policy)| policy)
+    }
+
+    /// Fails for a prefix that no topic name of at most `max_len` bytes can
+    /// start with: empty, too long, or holding a byte topic names cannot.
+    fn validate(&self, max_len: usize) -> io::Result<()> {
+        for (prefix, _) in &self.rules {
+            validate_topic(prefix, max_len).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("slow_consumer_for: no topic name can start with {prefix:?} ({e})"),
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The connection timeouts; `Duration::ZERO` turns one off.
@@ -91,7 +162,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             deflate: DeflateConfig::default(),
             topics: StoreConfig::default(),
-            slow_consumer: SlowConsumer::default(),
+            slow_consumer: SlowConsumerRules::default(),
         }
     }
 }
@@ -290,9 +361,62 @@ impl<F> Builder<F> {
         self
     }
 
-    /// What to do with a subscriber that cannot keep up (default: close it).
+    /// What to do with a subscriber that cannot keep up (default: close
+    /// it), on every topic that no [`Builder::slow_consumer_for`] rule
+    /// matches.
+    ///
+    /// ```
+    /// use wsreactor::{Server, SlowConsumer};
+    /// # struct App; impl wsreactor::Handler for App { type Conn = (); }
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .slow_consumer(SlowConsumer::Drop)
+    ///     .handler(|_| App)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
-        self.cfg.slow_consumer = policy;
+        self.cfg.slow_consumer.set_default(policy);
+        self
+    }
+
+    /// Topics whose name starts with `prefix` use `policy` for their slow
+    /// consumers instead of the server-wide [`Builder::slow_consumer`].
+    /// Call it once per prefix; when several prefixes match a topic the
+    /// longest wins, and a second call for the same prefix replaces the
+    /// first. A topic name may serve as a prefix: it matches itself (and
+    /// any longer name that starts with it).
+    ///
+    /// A prefix must be able to start a topic name: 1 to
+    /// [`StoreConfig::max_topic_len`] bytes of `A-Z a-z 0-9 . _ : / -`.
+    /// [`Builder::build`] fails with [`io::ErrorKind::InvalidInput`] for
+    /// one that cannot.
+    ///
+    /// ```
+    /// use wsreactor::{Server, SlowConsumer};
+    /// # struct App; impl wsreactor::Handler for App { type Conn = (); }
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .slow_consumer(SlowConsumer::Close)
+    ///     .slow_consumer_for("md.", SlowConsumer::Conflate)
+    ///     .slow_consumer_for("md.trades.", SlowConsumer::Drop) // longer: wins over "md."
+    ///     .handler(|_| App)
+    ///     .build()?;
+    ///
+    /// let bad = Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .slow_consumer_for("md prices", SlowConsumer::Drop) // a space: no topic has one
+    ///     .handler(|_| App)
+    ///     .build();
+    /// assert_eq!(bad.err().map(|e| e.kind()), Some(std::io::ErrorKind::InvalidInput));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn slow_consumer_for(mut self, prefix: &str, policy: SlowConsumer) -> Self {
+        self.cfg.slow_consumer.add(prefix, policy);
         self
     }
 
@@ -316,9 +440,12 @@ where
     F: Fn(usize) -> H + Send + Sync + 'static,
 {
     /// Binds the listeners and prepares the reactors. Fails if the address is
-    /// in use (even by another process using SO_REUSEPORT).
+    /// in use (even by another process using SO_REUSEPORT), and with
+    /// [`io::ErrorKind::InvalidInput`] for a [`Builder::slow_consumer_for`]
+    /// prefix that no topic name can start with.
     pub fn build(self) -> io::Result<Server<H>> {
         let mut cfg = self.cfg;
+        cfg.slow_consumer.validate(cfg.topics.max_topic_len)?;
         cfg.read_buffer_size = cfg.read_buffer_size.max(cfg.max_head_size * 2);
         let listeners = reactor::listener::bind_group(cfg.addr, cfg.reactors, cfg.backlog)?;
         let local_addr = listeners[0].local_addr()?;
@@ -639,5 +766,84 @@ impl Publisher {
     /// The topic store: last values, history, sequence numbers.
     pub fn store(&self) -> &TopicStore {
         &self.handle.shared.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::topic::DEFAULT_MAX_TOPIC_LEN;
+
+    fn rules(default: SlowConsumer, list: &[(&str, SlowConsumer)]) -> SlowConsumerRules {
+        let mut r = SlowConsumerRules::default();
+        r.set_default(default);
+        for &(prefix, policy) in list {
+            r.add(prefix, policy);
+        }
+        r
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_wins_whatever_the_order_given() {
+        use SlowConsumer::{Close, Conflate, Drop};
+        let given = [("md.", Conflate), ("md.trades.", Drop), ("m", Close)];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [2, 0, 1]] {
+            let r = rules(Drop, &order.map(|i| given[i]));
+            assert_eq!(r.policy_for("md.trades.BTC"), Drop, "{order:?}");
+            assert_eq!(r.policy_for("md.BTC-USD"), Conflate, "{order:?}");
+            assert_eq!(r.policy_for("md.trades"), Conflate, "{order:?}: one byte short");
+            assert_eq!(r.policy_for("mx"), Close, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn no_match_gets_the_default_and_a_name_is_its_own_prefix() {
+        use SlowConsumer::{Conflate, Drop};
+        let r = rules(Drop, &[("md.", Conflate), ("alerts.fire", Conflate)]);
+        assert_eq!(r.policy_for("orders.1"), Drop);
+        assert_eq!(r.policy_for("md"), Drop, "shorter than the prefix");
+        assert_eq!(r.policy_for("MD.BTC"), Drop, "prefixes are case-sensitive");
+        assert_eq!(r.policy_for("alerts.fire"), Conflate, "the exact name");
+        assert_eq!(r.policy_for("alerts.fire2"), Conflate);
+        assert_eq!(r.policy_for("alerts.fir"), Drop);
+        assert_eq!(SlowConsumerRules::default().policy_for("anything"), SlowConsumer::Close);
+    }
+
+    #[test]
+    fn a_second_rule_for_a_prefix_replaces_the_first() {
+        use SlowConsumer::{Close, Conflate, Drop};
+        let r = rules(Close, &[("md.", Conflate), ("a.", Close), ("md.", Drop)]);
+        assert_eq!(r.policy_for("md.X"), Drop);
+        assert_eq!(r.rules.len(), 2);
+        assert_eq!(r, rules(Close, &[("a.", Close), ("md.", Drop)]));
+    }
+
+    #[test]
+    fn build_refuses_a_prefix_no_topic_can_start_with() {
+        let long = "p".repeat(DEFAULT_MAX_TOPIC_LEN + 1);
+        for bad in ["", "md prices", "md.é", "md.\"", long.as_str()] {
+            let built = Server::builder()
+                .slow_consumer_for("md.", SlowConsumer::Conflate)
+                .slow_consumer_for(bad, SlowConsumer::Drop)
+                .bind("127.0.0.1:0")
+                .and_then(|b| b.handler(|_| App).build());
+            let err = built.err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains("slow_consumer_for"), "{err}");
+        }
+        // As long as the store's cap allows: a longer cap admits the long prefix.
+        let cap =
+            StoreConfig { max_topic_len: DEFAULT_MAX_TOPIC_LEN + 1, ..StoreConfig::default() };
+        let built = Server::builder()
+            .slow_consumer_for(&long, SlowConsumer::Drop)
+            .topics(cap)
+            .bind("127.0.0.1:0")
+            .and_then(|b| b.handler(|_| App).build());
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
+
+    struct App;
+    impl Handler for App {
+        type Conn = ();
     }
 }

@@ -150,3 +150,68 @@ fn bad_flags_are_clear_errors() {
         assert!(!err.is_empty() && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn slow_consumer_for_rejects_malformed_rules_clearly() {
+    for (value, says) in [
+        ("md.", "no '='"),
+        ("=close", "empty PREFIX"),
+        ("md.=bogus", "unknown policy \"bogus\""),
+        ("md x=drop", "no topic name can start with \"md x\""),
+    ] {
+        let (code, err) =
+            run_to_end(&["pubsub", "--bind", "127.0.0.1:0", "--slow-consumer-for", value]);
+        assert_ne!(code, 0, "{value:?} was accepted");
+        assert!(err.contains("--slow-consumer-for") && err.contains(says), "{value:?}: {err}");
+        assert!(err.contains("PREFIX=close|drop|conflate"), "{value:?}: {err}");
+        assert!(!err.contains("panicked"), "{value:?}: {err}");
+    }
+}
+
+/// Reads a text message as JSON.
+fn recv_json(c: &mut RawClient) -> serde_json::Value {
+    let f = c.read_frame().expect("connection closed");
+    assert_eq!(f.opcode, 1, "expected a text message, got {f:?}");
+    serde_json::from_slice(&f.payload).expect("not JSON")
+}
+
+#[test]
+fn slow_consumer_for_applies_to_topics_with_the_prefix() {
+    let cli = Cli::start(&[
+        "pubsub",
+        "--reactors",
+        "1",
+        "--publish-token",
+        "tok",
+        "--max-backpressure",
+        "64K",
+        "--slow-consumer",
+        "close",
+        "--slow-consumer-for",
+        "md.=conflate",
+        "--slow-consumer-for",
+        "orders.=close",
+    ]);
+    assert!(cli.line.contains("pubsub"), "{}", cli.line);
+    let mut stuck = RawClient::connect(cli.addr);
+    stuck.send(&masked(true, 1, br#"{"op":"subscribe","topics":["md.X"]}"#));
+    assert_eq!(recv_json(&mut stuck)["op"], "subscribed");
+    let mut publisher = RawClient::connect_tcp(cli.addr);
+    publisher.send(support::upgrade_request(cli.addr, "Authorization: Bearer tok\r\n").as_bytes());
+    assert!(publisher.read_http_head().starts_with("HTTP/1.1 101"));
+    // Far more than the socket buffers and the 64 KiB queue hold, while `stuck` reads nothing.
+    let n = 12_000u64;
+    let publish = format!(r#"{{"op":"publish","topic":"md.X","data":"{}"}}"#, "x".repeat(1000));
+    let burst: Vec<u8> = (0..100).flat_map(|_| masked(true, 1, publish.as_bytes())).collect();
+    for _ in 0..n / 100 {
+        publisher.send(&burst);
+    }
+    // Under the server-wide policy it would be closed with 1008; md. conflates.
+    let (mut seq, mut got) = (0, 0);
+    while seq < n {
+        let next = recv_json(&mut stuck)["seq"].as_u64().unwrap();
+        assert!(next > seq, "conflation must never reorder");
+        (seq, got) = (next, got + 1);
+    }
+    assert!(got < n, "conflated: fewer messages ({got}), the latest ({seq}) last");
+}

@@ -180,38 +180,65 @@ fn too_many_bad_requests_in_a_row_close_with_1008() {
     assert_eq!(c.expect_close(), Some(1008));
 }
 
-/// A subscriber that never reads, one that keeps up, and a flood of
-/// publishes paced to the reader (at most 30 KiB ahead of it, under the
-/// 64 KiB cap): the reader gets every one in order whatever the policy, and
-/// only the stuck one meets it.
-fn flood(policy: SlowConsumer) -> (TestServer, RawClient, u64) {
-    let s = start(|b| b.reactors(1).slow_consumer(policy).max_backpressure(64 << 10));
-    let mut stuck = connect_to(s.addr, "/");
-    subscribe(&mut stuck, &["t"], None);
+/// Publishes `n` messages on each of `topics`, one on each in turn, paced
+/// to a reader subscribed to all of them (at most 30 KiB ahead of it, under
+/// the 64 KiB cap of the servers below): the reader gets every one, in
+/// publish order with consecutive seqs, whatever the policies, and only
+/// subscribers that do not read meet them.
+fn paced_flood(s: &TestServer, topics: &'static [&'static str], n: u64) {
     let mut reader = connect_to(s.addr, "/");
-    subscribe(&mut reader, &["t"], None);
-    let n = 12_000u64;
+    subscribe(&mut reader, topics, None);
+    let per_round = topics.len() as u64;
     let progress = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&progress);
     let reading = thread::spawn(move || {
-        for i in 1..=n {
+        for k in 0..n * per_round {
             let m = recv_json(&mut reader);
-            assert_eq!(m["seq"].as_u64(), Some(i), "the reader lost or reordered a message");
-            seen.store(i, Ordering::Release);
+            let expected = (topics[(k % per_round) as usize], k / per_round + 1);
+            assert_eq!(
+                (m["topic"].as_str(), m["seq"].as_u64()),
+                (Some(expected.0), Some(expected.1)),
+                "the reader lost or reordered a message"
+            );
+            seen.store(k + 1, Ordering::Release);
         }
     });
     let p = s.handle.publisher();
     let payload = format!("\"{}\"", "x".repeat(1000));
     let deadline = Instant::now() + Duration::from_secs(60);
-    for i in 1..=n {
-        while i > progress.load(Ordering::Acquire) + 30 {
+    for k in 1..=n * per_round {
+        while k > progress.load(Ordering::Acquire) + 30 {
             assert!(Instant::now() < deadline && !reading.is_finished(), "the reader stalled");
             thread::yield_now();
         }
-        p.publish("t", Message::Text(&payload)).unwrap();
+        p.publish(topics[((k - 1) % per_round) as usize], Message::Text(&payload)).unwrap();
     }
     reading.join().unwrap();
+}
+
+/// A subscriber that never reads, one that keeps up, and a flood of
+/// publishes on one topic ([`paced_flood`]).
+fn flood(policy: SlowConsumer) -> (TestServer, RawClient, u64) {
+    let s = start(|b| b.reactors(1).slow_consumer(policy).max_backpressure(64 << 10));
+    let mut stuck = connect_to(s.addr, "/");
+    subscribe(&mut stuck, &["t"], None);
+    let n = 12_000u64;
+    paced_flood(&s, &["t"], n);
     (s, stuck, n)
+}
+
+/// Reads a conflated subscriber's deliveries of one topic up to seq `last`:
+/// never reordered, and the latest value comes last. Returns how many.
+fn read_conflated(c: &mut RawClient, last: u64) -> u64 {
+    let (mut seq, mut got) = (0, 0);
+    while seq < last {
+        let next = recv_json(c)["seq"].as_u64().unwrap();
+        assert!(next > seq, "conflation must never reorder");
+        seq = next;
+        got += 1;
+    }
+    assert_eq!(seq, last, "the latest value comes last");
+    got
 }
 
 #[test]
@@ -249,14 +276,29 @@ fn slow_consumer_drop() {
 #[test]
 fn slow_consumer_conflate_gets_the_latest_value() {
     let (_s, mut stuck, n) = flood(SlowConsumer::Conflate);
-    let mut last = 0;
-    let mut got = 0;
-    while last < n {
-        let m = recv_json(&mut stuck);
-        let seq = m["seq"].as_u64().unwrap();
-        assert!(seq > last, "conflation must never reorder");
-        last = seq;
-        got += 1;
-    }
-    assert!(got < n, "a slow reader sees fewer messages");
+    assert!(read_conflated(&mut stuck, n) < n, "a slow reader sees fewer messages");
+}
+
+#[test]
+fn slow_consumer_policy_per_topic_prefix() {
+    let s = start(|b| {
+        b.reactors(1)
+            .slow_consumer(SlowConsumer::Close)
+            .slow_consumer_for("md.", SlowConsumer::Conflate)
+            .max_backpressure(64 << 10)
+    });
+    let mut stuck_md = connect_to(s.addr, "/");
+    subscribe(&mut stuck_md, &["md.X"], None);
+    let mut stuck_alerts = connect_to(s.addr, "/");
+    subscribe(&mut stuck_alerts, &["alerts.Y"], None);
+    let n = 12_000u64;
+    paced_flood(&s, &["md.X", "alerts.Y"], n);
+
+    // alerts.Y matches no rule: the server-wide policy closes its stalled subscriber.
+    assert_eq!(stuck_alerts.expect_close(), Some(1008));
+    assert_eq!(s.handle.stats().slow_consumers, 1, "only the alerts.Y subscriber is closed");
+    // md.X is conflated: still open, fewer messages, the latest last.
+    assert!(read_conflated(&mut stuck_md, n) < n, "a slow reader sees fewer messages");
+    send_json(&mut stuck_md, json!({"op": "ping"}));
+    assert_eq!(recv_json(&mut stuck_md)["op"], "pong");
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! wsreactor echo --bind 127.0.0.1:9001        # echo every message back
 //! wsreactor broadcast --bind 127.0.0.1:9001   # every message to every client
+//! wsreactor pubsub --slow-consumer close --slow-consumer-for md.=conflate   # topics
 //! ```
 
 use std::io::Write;
@@ -15,8 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wsreactor::pubsub::synthetic::{self, SyntheticFeed, parse_spec};
+use wsreactor::pubsub::topic::validate_topic;
 use wsreactor::pubsub::wire::Payload;
-use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
+use wsreactor::pubsub::{Limits, PubSub, StoreConfig, TopicError};
 use wsreactor::{Builder, Compression, Ctx, Handler, Message, Publisher, Server, SlowConsumer};
 
 #[derive(Parser)]
@@ -50,9 +52,15 @@ struct PubsubOpts {
     /// Most topics the server holds.
     #[arg(long, default_value_t = 100_000)]
     max_topics: usize,
-    /// A subscriber whose queue is full: close (1008), drop the message, or conflate per topic.
+    /// A subscriber whose queue is full: close (1008), drop the message, or conflate per topic;
+    /// on every topic that no --slow-consumer-for rule matches.
     #[arg(long, value_enum, default_value = "close")]
     slow_consumer: SlowConsumerArg,
+    /// Topics whose name starts with PREFIX use this slow-consumer policy instead (repeatable;
+    /// the longest matching PREFIX wins), e.g. --slow-consumer-for md.=conflate
+    /// --slow-consumer-for orders.=close.
+    #[arg(long, value_name = "PREFIX=close|drop|conflate", value_parser = parse_rule)]
+    slow_consumer_for: Vec<(String, SlowConsumerArg)>,
     /// Publish synthetic market-data ticks: SYMBOLS:RATE (e.g. 100:5000 = 100 symbols,
     /// 5,000 ticks/s in all) on topics md.<SYMBOL>.
     #[arg(long)]
@@ -64,6 +72,30 @@ enum SlowConsumerArg {
     Close,
     Drop,
     Conflate,
+}
+
+impl From<SlowConsumerArg> for SlowConsumer {
+    fn from(p: SlowConsumerArg) -> SlowConsumer {
+        match p {
+            SlowConsumerArg::Close => SlowConsumer::Close,
+            SlowConsumerArg::Drop => SlowConsumer::Drop,
+            SlowConsumerArg::Conflate => SlowConsumer::Conflate,
+        }
+    }
+}
+
+/// `PREFIX=POLICY` for --slow-consumer-for; the prefix must be able to start a topic name.
+fn parse_rule(s: &str) -> Result<(String, SlowConsumerArg), String> {
+    let usage = "expected PREFIX=close|drop|conflate, e.g. md.=conflate";
+    let (prefix, policy) = s.split_once('=').ok_or_else(|| format!("no '=': {usage}"))?;
+    match validate_topic(prefix, StoreConfig::default().max_topic_len) {
+        Ok(()) => {}
+        Err(TopicError::Empty) => return Err(format!("empty PREFIX: {usage}")),
+        Err(e) => return Err(format!("no topic name can start with {prefix:?}: {e}")),
+    }
+    let policy = <SlowConsumerArg as clap::ValueEnum>::from_str(policy, false)
+        .map_err(|_| format!("unknown policy {policy:?}: {usage}"))?;
+    Ok((prefix.to_owned(), policy))
 }
 
 #[derive(clap::Args)]
@@ -230,11 +262,8 @@ fn secs(s: f64) -> Duration {
 fn pubsub(p: &PubsubOpts) -> Result<(), String> {
     let store =
         StoreConfig { history: p.history, max_topics: p.max_topics, ..StoreConfig::default() };
-    let policy = match p.slow_consumer {
-        SlowConsumerArg::Close => SlowConsumer::Close,
-        SlowConsumerArg::Drop => SlowConsumer::Drop,
-        SlowConsumerArg::Conflate => SlowConsumer::Conflate,
-    };
+    let policy = SlowConsumer::from(p.slow_consumer);
+    let rules = p.slow_consumer_for.clone();
     let feed = match &p.synthetic {
         Some(spec) => {
             let spec = parse_spec(spec).map_err(|e| format!("bad --synthetic {spec:?}: {e}"))?;
@@ -248,7 +277,10 @@ fn pubsub(p: &PubsubOpts) -> Result<(), String> {
     let result = serve(
         "pubsub",
         &p.common,
-        move |b| b.topics(store).slow_consumer(policy),
+        move |b| {
+            let b = b.topics(store).slow_consumer(policy);
+            rules.iter().fold(b, |b, (prefix, p)| b.slow_consumer_for(prefix, (*p).into()))
+        },
         move |_| PubSub::new(Limits::default(), token.as_deref()),
         move |publisher: Publisher| {
             let Some(feed) = feed else { return Ok(()) };

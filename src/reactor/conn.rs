@@ -314,15 +314,17 @@ impl<C> Conn<C> {
         env.topics.subscribe(slot, self.generation, topic)
     }
 
-    /// Queues a topic's frame, tagged for conflation. `Dropped` when the
-    /// queue is full and conflation (if that is the policy) found nothing to
-    /// replace: the caller applies the slow-consumer policy.
+    /// Queues a topic's frame, tagged (`tag`: the topic's id) for
+    /// conflation. `Dropped` when the queue is full and conflation (if that
+    /// is the topic's `policy`) found nothing to replace: the caller applies
+    /// the rest of the policy.
     pub(crate) fn send_topic(
         &mut self,
         env: &mut Env,
         slot: usize,
         frame: &Frame,
         tag: u32,
+        policy: SlowConsumer,
     ) -> SendStatus {
         if !self.is_open() {
             return env.dropped();
@@ -340,7 +342,7 @@ impl<C> Conn<C> {
             return self.status();
         }
         let cap = env.cfg.max_backpressure;
-        if env.cfg.slow_consumer == SlowConsumer::Conflate {
+        if policy == SlowConsumer::Conflate {
             if let Some(b) = self.bufs.as_mut() {
                 if b.out.conflate(tag, bytes, cap) {
                     return SendStatus::Backpressured;

@@ -183,6 +183,7 @@ impl<H: Handler> Reactor<H> {
         };
         let counters = Arc::clone(&handle.shared.counters[id]);
         let deflate = Deflate::new(cfg.deflate, Arc::clone(&counters));
+        let topics = Topics::new(cfg.slow_consumer.clone());
         Reactor {
             poll: parts.poll,
             listener: Some(parts.listener),
@@ -204,7 +205,7 @@ impl<H: Handler> Reactor<H> {
                 tick: 0,
                 local_broadcasts: Vec::new(),
                 local_publishes: Vec::new(),
-                topics: Topics::default(),
+                topics,
                 scratch: Vec::new(),
                 gather: Vec::with_capacity(outq::GATHER_LIMIT),
             },
@@ -520,7 +521,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Hands this turn's topic frames to the topics' subscribers here, in
-    /// publish order, applying the slow-consumer policy.
+    /// publish order, applying each topic's slow-consumer policy.
     fn deliver_topics(&mut self) {
         if self.env.local_publishes.is_empty() && self.remote_publishes.is_empty() {
             return;
@@ -530,6 +531,7 @@ impl<H: Handler> Reactor<H> {
         let mut members = std::mem::take(&mut self.members);
         for (topic, frame) in local.drain(..).chain(remote.drain(..)) {
             let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
+            let policy = self.env.topics.policy(id);
             members.extend_from_slice(self.env.topics.members(id));
             for m in members.drain(..) {
                 let slot = m.slot as usize;
@@ -537,10 +539,8 @@ impl<H: Handler> Reactor<H> {
                 if conn.generation != m.generation {
                     continue;
                 }
-                let status = conn.send_topic(&mut self.env, slot, &frame, id);
-                if status == SendStatus::Dropped
-                    && conn.is_open()
-                    && self.env.cfg.slow_consumer == SlowConsumer::Close
+                let status = conn.send_topic(&mut self.env, slot, &frame, id, policy);
+                if status == SendStatus::Dropped && conn.is_open() && policy == SlowConsumer::Close
                 {
                     log::info!("{}: slow consumer; closing with 1008", peer(conn));
                     self.env.counters.inc(Counter::SlowConsumers);

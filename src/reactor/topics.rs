@@ -4,10 +4,14 @@
 //! walks once; each connection has the list of its topics with its position
 //! in each vector, so unsubscribing and closing are O(1) per topic
 //! (swap-remove), never a scan of a topic's subscribers.
+//!
+//! A topic's slow-consumer policy is resolved from the prefix rules once,
+//! when the topic first gets a subscriber here, and kept with its members.
 
 use std::collections::HashMap;
 
 use crate::pubsub::TopicName;
+use crate::server::{SlowConsumer, SlowConsumerRules};
 
 /// A subscriber: a connection's slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +22,8 @@ pub(crate) struct Member {
 
 struct Topic {
     members: Vec<Member>,
+    /// What to do with a member whose queue is full.
+    policy: SlowConsumer,
 }
 
 /// The subscriber sets of one reactor.
@@ -28,9 +34,16 @@ pub(crate) struct Topics {
     topics: Vec<Topic>,
     /// Per connection: (topic id, position in that topic's members).
     by_conn: HashMap<usize, Vec<(u32, u32)>>,
+    /// Where a new topic's slow-consumer policy comes from.
+    rules: SlowConsumerRules,
 }
 
 impl Topics {
+    /// Empty sets whose topics take their slow-consumer policy from `rules`.
+    pub(crate) fn new(rules: SlowConsumerRules) -> Self {
+        Topics { rules, ..Topics::default() }
+    }
+
     /// The id of `name` on this reactor, if anyone here ever subscribed.
     pub(crate) fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
@@ -52,7 +65,8 @@ impl Topics {
         let next = self.topics.len() as u32 + 1;
         let id = *self.ids.entry(name.clone()).or_insert(next);
         if id == next {
-            self.topics.push(Topic { members: Vec::new() });
+            let policy = self.rules.policy_for(name.as_str());
+            self.topics.push(Topic { members: Vec::new(), policy });
         }
         let mine = self.by_conn.entry(slot).or_default();
         if mine.iter().any(|&(t, _)| t == id) {
@@ -99,7 +113,16 @@ impl Topics {
 
     /// The members of topic `id`.
     pub(crate) fn members(&self, id: u32) -> &[Member] {
-        self.topics.get(id as usize - 1).map_or(&[], |t| &t.members)
+        self.topic(id).map_or(&[], |t| &t.members)
+    }
+
+    /// The slow-consumer policy of topic `id`.
+    pub(crate) fn policy(&self, id: u32) -> SlowConsumer {
+        self.topic(id).map_or(SlowConsumer::default(), |t| t.policy)
+    }
+
+    fn topic(&self, id: u32) -> Option<&Topic> {
+        self.topics.get((id as usize).wrapping_sub(1))
     }
 }
 
@@ -142,5 +165,26 @@ mod tests {
         }
         assert!(slots(&t, "a").is_empty() && slots(&t, "b").is_empty());
         assert!(t.by_conn.is_empty());
+    }
+
+    #[test]
+    fn each_topic_keeps_the_policy_its_prefix_rule_gives() {
+        let mut rules = SlowConsumerRules::default();
+        rules.set_default(SlowConsumer::Drop);
+        rules.add("md.", SlowConsumer::Conflate);
+        rules.add("md.trades.", SlowConsumer::Close);
+        let mut t = Topics::new(rules);
+        for (slot, topic) in ["md.X", "alerts.Y", "md.trades.X", "md.X"].into_iter().enumerate() {
+            t.subscribe(slot, 1, &name(topic));
+        }
+        let policy = |t: &Topics, topic: &str| t.id(topic).map(|id| t.policy(id));
+        assert_eq!(policy(&t, "md.X"), Some(SlowConsumer::Conflate));
+        assert_eq!(policy(&t, "alerts.Y"), Some(SlowConsumer::Drop));
+        assert_eq!(policy(&t, "md.trades.X"), Some(SlowConsumer::Close));
+        // Still the topic's policy after its members come and go.
+        t.remove_conn(0);
+        t.remove_conn(3);
+        assert!(t.subscribe(4, 1, &name("md.X")));
+        assert_eq!(policy(&t, "md.X"), Some(SlowConsumer::Conflate));
     }
 }
