@@ -598,6 +598,13 @@ mod tests {
         TopicStore::new(StoreConfig { history, ..StoreConfig::default() })
     }
 
+    /// Publishes the numbers `range` on `topic`, as text.
+    fn publish_numbers(s: &TopicStore, topic: &TopicName, range: std::ops::RangeInclusive<u64>) {
+        for i in range {
+            s.publish(topic, Message::Text(&i.to_string())).unwrap();
+        }
+    }
+
     #[test]
     fn send_sync() {
         fn check<T: Send + Sync>() {}
@@ -669,13 +676,9 @@ mod tests {
         let s = store(5);
         let a = t("a");
         // Fewer than `history` published: all replayable from 0.
-        for i in 1..=3 {
-            s.publish(&a, Message::Text(&i.to_string())).unwrap();
-        }
+        publish_numbers(&s, &a, 1..=3);
         assert_eq!(seqs(&s.since("a", 0)), [1, 2, 3]);
-        for i in 4..=12 {
-            s.publish(&a, Message::Text(&i.to_string())).unwrap();
-        }
+        publish_numbers(&s, &a, 4..=12);
         // Held: 8..=12.
         assert_eq!(
             seqs(&s.since("a", 7)),
@@ -729,10 +732,7 @@ mod tests {
     #[test]
     fn another_epoch_always_resyncs() {
         let s = store(100);
-        let a = t("a");
-        for i in 1..=50 {
-            s.publish(&a, Message::Text(&i.to_string())).unwrap();
-        }
+        publish_numbers(&s, &t("a"), 1..=50);
         let (here, other) = (Some(s.epoch()), Some(!s.epoch()));
         let last = s.snapshot("a").map(|(_, f)| f);
         assert_eq!(seqs(&s.since_in("a", here, 41)), (42..=50).collect::<Vec<_>>());
