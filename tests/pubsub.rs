@@ -38,13 +38,77 @@ fn recv_json(c: &mut RawClient) -> Value {
     serde_json::from_slice(&f.payload).expect("not JSON")
 }
 
-fn subscribe(c: &mut RawClient, topics: &[&str], since: Option<Value>) {
+/// Subscribes; returns the epoch of the `subscribed` reply.
+fn subscribe(c: &mut RawClient, topics: &[&str], since: Option<Value>) -> String {
+    subscribe_in(c, topics, since, None)
+}
+
+/// Subscribes with `since` and `epoch` when given; checks the `subscribed` reply (its members in
+/// order, the epoch 16 lowercase hex digits) and returns its epoch.
+fn subscribe_in(
+    c: &mut RawClient,
+    topics: &[&str],
+    since: Option<Value>,
+    epoch: Option<&str>,
+) -> String {
     let mut req = json!({"op": "subscribe", "topics": topics});
     if let Some(s) = since {
         req["since"] = s;
     }
+    if let Some(e) = epoch {
+        req["epoch"] = e.into();
+    }
     send_json(c, req);
-    assert_eq!(recv_json(c)["op"], "subscribed");
+    let f = c.read_frame().expect("connection closed");
+    let reply = String::from_utf8(f.payload).expect("a text reply");
+    // serde_json's objects are sorted: check the member order on the text.
+    let rest = reply.strip_prefix(r#"{"op":"subscribed","topics":["#).expect(&reply);
+    let (_, epoch) = rest.split_once(r#"],"epoch":""#).expect(&reply);
+    let epoch = epoch.strip_suffix(r#""}"#).expect(&reply);
+    let hex = epoch.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    assert!(epoch.len() == 16 && hex, "epoch {epoch:?} in {reply}");
+    let v: Value = serde_json::from_str(&reply).expect(&reply);
+    assert_eq!(
+        v["topics"],
+        json!(topics.iter().fold(Vec::new(), |mut seen, t| {
+            if !seen.contains(t) {
+                seen.push(*t);
+            }
+            seen
+        }))
+    );
+    epoch.to_owned()
+}
+
+/// Pings and returns the messages that arrived before the pong.
+fn until_pong(c: &mut RawClient) -> Vec<Value> {
+    send_json(c, json!({"op": "ping", "id": "sync"}));
+    let mut got = Vec::new();
+    loop {
+        let m = recv_json(c);
+        if m["op"] == "pong" && m["id"] == "sync" {
+            return got;
+        }
+        got.push(m);
+    }
+}
+
+/// The seqs of `msgs`, all deliveries on `topic`.
+fn seqs_on(topic: &str, msgs: &[Value]) -> Vec<u64> {
+    msgs.iter()
+        .map(|m| {
+            assert_eq!(m["topic"], topic, "not a delivery on {topic}: {m}");
+            m["seq"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// `msgs` is a resync to `latest` on `topic`, then the last value (which carries `latest`).
+fn assert_resync(topic: &str, latest: u64, msgs: &[Value]) {
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0], json!({"op": "resync", "topic": topic, "seq": latest}));
+    assert_eq!(seqs_on(topic, &msgs[1..]), [latest]);
+    assert_eq!(msgs[1]["data"], latest);
 }
 
 #[test]
@@ -108,6 +172,88 @@ fn since_replays_what_history_holds_and_asks_for_a_resync_otherwise() {
     subscribe(&mut current, &["t"], Some(json!({"t": 10})));
     send_json(&mut current, json!({"op": "ping"}));
     assert_eq!(recv_json(&mut current)["op"], "pong", "nothing replayed when up to date");
+}
+
+/// Publishes `1..=n` as seqs 1..=n of `topic` on `s`.
+fn publish_numbers(s: &TestServer, topic: &str, n: u64) {
+    let p = s.handle.publisher();
+    for i in 1..=n {
+        assert_eq!(p.publish(topic, Message::Text(&i.to_string())).unwrap(), i);
+    }
+}
+
+#[test]
+fn since_counts_in_the_servers_epoch_and_a_restart_makes_a_new_one() {
+    let history = || StoreConfig { history: 100, ..StoreConfig::default() };
+    let s = start(|b| b.topics(history()));
+    publish_numbers(&s, "t", 50);
+    let mut first = connect_to(s.addr, "/");
+    let epoch = subscribe(&mut first, &["t"], None);
+    assert_eq!(epoch, format!("{:016x}", s.handle.publisher().store().epoch()));
+    assert_eq!(seqs_on("t", &until_pong(&mut first)), [50], "the last value");
+    // One epoch for the whole run, on either reactor.
+    for _ in 0..4 {
+        assert_eq!(subscribe(&mut connect_to(s.addr, "/"), &["x"], None), epoch);
+    }
+
+    // The right epoch (in either case): the deliveries after 41.
+    let since = || Some(json!({"t": 41}));
+    for given in [epoch.clone(), epoch.to_uppercase()] {
+        let mut c = connect_to(s.addr, "/");
+        subscribe_in(&mut c, &["t"], since(), Some(&given));
+        assert_eq!(seqs_on("t", &until_pong(&mut c)), (42..=50).collect::<Vec<_>>());
+    }
+    // Another epoch: seq 41 means nothing here, whatever it is.
+    let other = format!("{:016x}", u64::from_str_radix(&epoch, 16).unwrap() ^ 1);
+    for seq in [41, 50, 0] {
+        let mut c = connect_to(s.addr, "/");
+        subscribe_in(&mut c, &["t", "never"], Some(json!({"t": seq, "never": 3})), Some(&other));
+        let got = until_pong(&mut c);
+        assert_resync("t", 50, &got[..2]);
+        // A topic nothing was published on: the notice alone.
+        assert_eq!(got[2..], [json!({"op": "resync", "topic": "never", "seq": 0})]);
+    }
+    // No epoch: taken at its word, as before epochs.
+    let mut c = connect_to(s.addr, "/");
+    subscribe(&mut c, &["t"], since());
+    assert_eq!(seqs_on("t", &until_pong(&mut c)), (42..=50).collect::<Vec<_>>());
+    // An epoch without since means nothing; a malformed one is refused.
+    let mut c = connect_to(s.addr, "/");
+    subscribe_in(&mut c, &["t"], None, Some(&other));
+    assert_eq!(seqs_on("t", &until_pong(&mut c)), [50]);
+    for bad in [json!("0x12"), json!(""), json!("12345678901234567"), json!(12)] {
+        send_json(&mut c, json!({"op": "subscribe", "id": 1, "topics": ["t"], "epoch": bad}));
+        let e = recv_json(&mut c);
+        assert_eq!((e["op"].as_str(), e["code"].as_str()), (Some("error"), Some("bad_request")));
+    }
+
+    // A restart: a new store, a new epoch, and its own seqs 1..=100 on the same topic.
+    drop(s);
+    let restarted = start(|b| b.topics(history()));
+    publish_numbers(&restarted, "t", 100);
+    let mut stale = connect_to(restarted.addr, "/");
+    let new_epoch = subscribe_in(&mut stale, &["t"], since(), Some(&epoch));
+    assert_ne!(new_epoch, epoch, "the restarted server kept the epoch");
+    assert_resync("t", 100, &until_pong(&mut stale));
+    // What the epoch prevents: without it the stale client is fed 42..=100 of another numbering.
+    let mut unsafe_client = connect_to(restarted.addr, "/");
+    subscribe(&mut unsafe_client, &["t"], since());
+    assert_eq!(seqs_on("t", &until_pong(&mut unsafe_client)), (42..=100).collect::<Vec<_>>());
+    // After the resync the client counts in the new epoch.
+    let mut resumed = connect_to(restarted.addr, "/");
+    subscribe_in(&mut resumed, &["t"], Some(json!({"t": 97})), Some(&new_epoch));
+    assert_eq!(seqs_on("t", &until_pong(&mut resumed)), [98, 99, 100]);
+}
+
+#[test]
+fn an_operator_who_keeps_the_store_keeps_the_epoch() {
+    let kept = StoreConfig { history: 10, epoch: Some(0x5eed), ..StoreConfig::default() };
+    let s = start(|b| b.topics(kept));
+    publish_numbers(&s, "t", 5);
+    let mut c = connect_to(s.addr, "/");
+    let epoch = subscribe_in(&mut c, &["t"], Some(json!({"t": 3})), Some("5EED"));
+    assert_eq!(epoch, "0000000000005eed");
+    assert_eq!(seqs_on("t", &until_pong(&mut c)), [4, 5]);
 }
 
 #[test]

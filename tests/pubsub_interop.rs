@@ -1,8 +1,9 @@
 //! The topic server against pub/sub clients nobody here wrote: `tests/interop/py_pubsub.py`
 //! (Python `websockets`) and `tests/interop/node_pubsub.mjs` (Node `ws`), the same named checks
 //! in each (see [`CHECKS`]): subscribe replies, ordered deliveries to several subscribers,
-//! snapshots, `since` with and without history, unsubscribe, publisher tokens, binary publishes,
-//! error replies, the abuse close, and each slow-consumer policy.
+//! snapshots, `since` with and without history and in the server's or another epoch,
+//! unsubscribe, publisher tokens, binary publishes, error replies, the abuse close, and each
+//! slow-consumer policy.
 //!
 //! Each run gets five fresh `PubSub` servers (publish token `tok`, default limits): one plain,
 //! one with a history of 100, and one per slow-consumer policy with one reactor, a 64 KiB
@@ -23,11 +24,12 @@ use wsreactor::{Accept, Builder, CloseCode, Ctx, Handler, Message, Reject, Reque
 
 /// Every check each script runs when given all five servers, in order, and whether it needs a
 /// `subscribed` reply: those that do fail against [`SilentSubscribe`], the others pass.
-const CHECKS: [(&str, bool); 25] = [
+const CHECKS: [(&str, bool); 26] = [
     ("subscribe_reply_echoes_id", true),
     ("deliveries_in_order_3x2000", true),
     ("snapshot_on_subscribe", true),
     ("since_without_history", true),
+    ("since_wrong_epoch_resyncs", true),
     ("history_since_replays_missed", true),
     ("history_too_old_resyncs", true),
     ("unsubscribe_stops_deliveries", true),

@@ -68,7 +68,7 @@ impl PubSub {
         }
         self.reply.clear();
         match op {
-            ClientOp::Subscribe { id, topics } => {
+            ClientOp::Subscribe { id, topics, epoch } => {
                 let new = topics.iter().filter(|s| !is_subscribed(cx, &s.topic)).count();
                 if cx.subscriptions() + new > self.limits.max_topics_per_conn {
                     let msg = format!(
@@ -82,10 +82,11 @@ impl PubSub {
                 for s in &topics {
                     cx.subscribe(&s.topic);
                 }
-                write_subscribed(&mut self.reply, id, topics.iter().map(|s| &s.topic));
+                let here = cx.topics().epoch();
+                write_subscribed(&mut self.reply, id, topics.iter().map(|s| &s.topic), here);
                 let _ = cx.send_text(&self.reply);
                 for s in &topics {
-                    self.catch_up(cx, &s.topic, s.since);
+                    self.catch_up(cx, &s.topic, s.since.map(|seq| (epoch, seq)));
                 }
             }
             ClientOp::Unsubscribe { id, topics } => {
@@ -111,12 +112,18 @@ impl PubSub {
     }
 
     /// Sends what a new subscriber of `topic` should see: the last value, or
-    /// what it missed since `since`, or a resync notice and the last value.
-    fn catch_up(&mut self, cx: &mut Ctx<'_, PubSubConn>, topic: &TopicName, since: Option<u64>) {
+    /// what it missed since `since` (a seq, and the epoch it was counted in
+    /// if the client named one), or a resync notice and the last value.
+    fn catch_up(
+        &mut self,
+        cx: &mut Ctx<'_, PubSubConn>,
+        topic: &TopicName,
+        since: Option<(Option<u64>, u64)>,
+    ) {
         let store = cx.topics();
         let frames = match since {
             None => store.snapshot(topic.as_str()).map(|(_, f)| f).into_iter().collect(),
-            Some(seq) => match store.since(topic.as_str(), seq) {
+            Some((epoch, seq)) => match store.since_in(topic.as_str(), epoch, seq) {
                 Since::UpToDate => Vec::new(),
                 Since::Frames(v) => v.into_iter().map(|(_, f)| f).collect(),
                 Since::Resync { latest, snapshot } => {

@@ -45,8 +45,30 @@
 //! - a `seq` at or below it is a duplicate (a snapshot or a replay racing a
 //!   live delivery) and must be ignored.
 //!
-//! Sequence numbers start over when the server restarts: a `since` above
-//! the topic's latest `seq` is answered with `resync`.
+//! ## Epochs
+//! Sequence numbers start over when the server restarts (more exactly: when
+//! its [`TopicStore`] is made anew), so a `seq` means something only in the
+//! **epoch** it was counted in. The epoch is a 64-bit number, chosen at
+//! random at every start ([`TopicStore::epoch`]; an operator who persists
+//! the store's state may keep it with [`StoreConfig::epoch`]), and the
+//! `subscribed` reply gives it as a string of 16 lowercase hex digits:
+//! `"epoch":"9f2c04e1d2a7b3c8"` (a string because JavaScript loses the
+//! low digits of JSON numbers above 2^53).
+//!
+//! A client keeps, with the seqs it remembers, the epoch they were counted
+//! in (that of the `subscribed` reply that came before them on the
+//! connection), and sends both back when it resubscribes with `since`. If
+//! the server's epoch is another one (it restarted in between), the
+//! client's seqs mean nothing here, and every topic of its `since` is
+//! answered with `resync` and the last value, whatever the seq: never with
+//! deliveries of another numbering. Deliveries themselves carry no epoch;
+//! the epoch is the same in every `subscribed` reply of one server run.
+//!
+//! A `since` without `epoch` is still accepted, as before epochs existed: its
+//! seqs are taken to be of the current epoch. Then a `since` above the
+//! topic's latest `seq` is answered with `resync`, but one at or below it
+//! gets the deliveries after it **of the new numbering**, which are not the
+//! ones the client missed. Clients should always send the epoch.
 //!
 //! ## Deliveries (server → client)
 //! A text publish (from [`TopicStore::publish`] with
@@ -81,8 +103,8 @@
 //!
 //! | request | reply |
 //! |---|---|
-//! | `{"op":"subscribe","topics":["a","b"]}` | `{"op":"subscribed","topics":["a","b"]}`, then each topic's last value, if it has one |
-//! | `{"op":"subscribe","topics":["a","b"],"since":{"a":41}}` | `{"op":"subscribed","topics":["a","b"]}`, then for `a` the deliveries after 41 (or, if the history no longer holds them all, `{"op":"resync","topic":"a","seq":<latest>}` followed by the last value), for `b` its last value |
+//! | `{"op":"subscribe","topics":["a","b"]}` | `{"op":"subscribed","topics":["a","b"],"epoch":"<16 hex digits>"}`, then each topic's last value, if it has one |
+//! | `{"op":"subscribe","topics":["a","b"],"since":{"a":41},"epoch":"<hex>"}` | `{"op":"subscribed","topics":["a","b"],"epoch":"<16 hex digits>"}`, then for `a` the deliveries after 41 (or, if the history no longer holds them all, or `epoch` is not the server's, `{"op":"resync","topic":"a","seq":<latest>}` followed by the last value), for `b` its last value |
 //! | `{"op":"unsubscribe","topics":["a"]}` | `{"op":"unsubscribed","topics":["a"]}` |
 //! | `{"op":"publish","topic":"a","data":<any JSON>}` | nothing, or with `"ack":true`: `{"op":"published","topic":"a","seq":43}` |
 //! | `{"op":"ping"}` | `{"op":"pong"}` |
@@ -90,11 +112,20 @@
 //! - `topics`: 1 to 64 names per request (server limit); duplicates are
 //!   merged, the reply lists each once in order of first appearance. One bad
 //!   name fails the whole request.
+//! - The `subscribed` reply's members come in this order: `op`, `id` (if
+//!   the request had one), `topics`, `epoch`.
 //! - `since`: an object mapping some of the `topics` to the last `seq` the
 //!   client saw (`0`: none). When the client is up to date nothing is
 //!   replayed. When `since` is exactly one behind, the last value serves even
 //!   without history. With a history of N, up to N missed deliveries are
 //!   replayed, oldest first.
+//! - `epoch`: the epoch the `since` seqs were counted in, as the
+//!   `subscribed` reply gave it: a string of 1 to 16 hex digits (either
+//!   case; anything else is `bad_request`, `null` is as if absent). When it
+//!   is not the server's epoch, every topic in `since` gets `resync` and its
+//!   last value (a topic nothing was published on yet: `resync` with `seq`
+//!   0 and nothing after it). Without `since` it is allowed and ignored;
+//!   `since` without it is the old, unsafe form (see [Epochs](#epochs)).
 //! - Subscribing to a topic nobody has published on yet is allowed; nothing
 //!   is sent until the first publish.
 //! - Unsubscribing from a topic not subscribed to is not an error.
@@ -122,7 +153,7 @@
 //! | code | cause |
 //! |---|---|
 //! | `bad_json` | not well-formed JSON |
-//! | `bad_request` | valid JSON of the wrong shape: not an object, a missing, mistyped or duplicate member, `since` naming a topic not in `topics`; a malformed binary message |
+//! | `bad_request` | valid JSON of the wrong shape: not an object, a missing, mistyped or duplicate member, `since` naming a topic not in `topics`, an `epoch` that is not a string of 1 to 16 hex digits; a malformed binary message |
 //! | `unknown_op` | an `"op"` this server does not know |
 //! | `bad_topic` | an empty topic name or one with a character outside the set |
 //! | `topic_too_long` | a topic name over the cap |
@@ -137,8 +168,9 @@
 //!
 //! ## Integration notes (for the reactor)
 //! - Subscribe: add the connection to the reactor's subscriber set *first*,
-//!   then reply `subscribed`, then read [`TopicStore::snapshot`] or
-//!   [`TopicStore::since`]: a publish racing the subscription may then
+//!   then reply `subscribed` (with [`TopicStore::epoch`]), then read
+//!   [`TopicStore::snapshot`] or [`TopicStore::since_in`] (with the
+//!   request's epoch): a publish racing the subscription may then
 //!   arrive twice (dropped by the client's duplicate rule), never be missed.
 //!   A reactor that remembers the seq it sent per subscription can drop such
 //!   duplicates itself.

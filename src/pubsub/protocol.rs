@@ -274,13 +274,18 @@ pub struct Subscription {
 /// A parsed client request.
 #[derive(Debug, Clone)]
 pub enum ClientOp<'a> {
-    /// `{"op":"subscribe","topics":[..],"since":{..}?}`: topics deduplicated
-    /// in order of first appearance.
+    /// `{"op":"subscribe","topics":[..],"since":{..}?,"epoch":".."?}`:
+    /// topics deduplicated in order of first appearance.
     Subscribe {
         /// The request id to echo.
         id: Option<RequestId<'a>>,
         /// The topics (1..=`max_topics_per_op`), each with its `since`.
         topics: Vec<Subscription>,
+        /// The epoch the `since` seqs were counted in (`"epoch"`, 1 to 16
+        /// hex digits), if the client named one: answer them with
+        /// [`TopicStore::since_in`](super::TopicStore::since_in). Parsed (and
+        /// checked) even without `since`, where it means nothing.
+        epoch: Option<u64>,
     },
     /// `{"op":"unsubscribe","topics":[..]}`: topics deduplicated.
     Unsubscribe {
@@ -355,6 +360,8 @@ struct RawOp<'a> {
     #[serde(default, borrow, deserialize_with = "raw")]
     since: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "raw")]
+    epoch: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "raw")]
     data: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "raw")]
     ack: Option<&'a RawValue>,
@@ -412,10 +419,17 @@ fn bad_request(message: impl Into<Cow<'static, str>>) -> OpError {
 ///     r#"{"op":"subscribe","id":"r1","topics":["md.BTC-USD","md.ETH-USD"],"since":{"md.BTC-USD":41}}"#,
 ///     &limits,
 /// )?;
-/// let ClientOp::Subscribe { id, topics } = op else { unreachable!() };
+/// let ClientOp::Subscribe { id, topics, epoch } = op else { unreachable!() };
 /// assert_eq!(id.map(|id| id.as_json()), Some(r#""r1""#));
 /// assert_eq!(topics[0].since, Some(41));
 /// assert_eq!(topics[1].since, None);
+/// assert_eq!(epoch, None);
+///
+/// let op = parse_client_op(
+///     r#"{"op":"subscribe","topics":["md.BTC-USD"],"since":{"md.BTC-USD":41},"epoch":"9f2c04e1d2a7b3c8"}"#,
+///     &limits,
+/// )?;
+/// assert!(matches!(op, ClientOp::Subscribe { epoch: Some(0x9f2c_04e1_d2a7_b3c8), .. }));
 ///
 /// let err = parse_client_op(r#"{"op":"subscribe","topics":["bad topic"]}"#, &limits).unwrap_err();
 /// assert_eq!(err.code(), ErrorCode::BadTopic);
@@ -454,12 +468,13 @@ pub fn parse_client_op<'a>(text: &'a str, limits: &Limits) -> Result<ClientOp<'a
         "subscribe" => {
             let names = parse_topics(raw.topics, limits).map_err(fail)?;
             let since = parse_since(raw.since, &names, limits).map_err(fail)?;
+            let epoch = parse_epoch(raw.epoch).map_err(fail)?;
             let topics = names
                 .into_iter()
                 .zip(since)
                 .map(|(topic, since)| Subscription { topic, since })
                 .collect();
-            Ok(ClientOp::Subscribe { id, topics })
+            Ok(ClientOp::Subscribe { id, topics, epoch })
         }
         "unsubscribe" => {
             let topics = parse_topics(raw.topics, limits).map_err(fail)?;
@@ -569,6 +584,33 @@ fn parse_since(
     Ok(since)
 }
 
+/// The longest epoch, in hex digits.
+const EPOCH_DIGITS: usize = 16;
+
+/// `"epoch"`: a JSON string of 1 to 16 hex digits (either case); `null` is
+/// as good as absent.
+fn parse_epoch(raw: Option<&RawValue>) -> Result<Option<u64>, OpError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else { return Ok(None) };
+    let hex = serde_json::from_str::<Str<'_>>(raw.get()).ok().filter(|Str(s)| {
+        (1..=EPOCH_DIGITS).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    // 1 to 16 hex digits always fit.
+    match hex.map(|Str(s)| u64::from_str_radix(&s, 16)) {
+        Some(Ok(epoch)) => Ok(Some(epoch)),
+        _ => Err(bad_request(
+            "`epoch` must be a string of 1 to 16 hex digits, as the `subscribed` reply gives it",
+        )),
+    }
+}
+
+/// Appends `epoch` as 16 lowercase hex digits.
+fn write_epoch_hex(out: &mut String, epoch: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..EPOCH_DIGITS).rev().map(|i| 4 * i) {
+        out.push(char::from(DIGITS[((epoch >> shift) & 0xf) as usize]));
+    }
+}
+
 /// A publish received as a binary message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BinaryPublish<'a> {
@@ -649,6 +691,7 @@ fn open_reply(out: &mut String, op: &str, id: Option<RequestId<'_>>) {
     }
 }
 
+/// Appends `,"topics":[...]` (the object stays open).
 fn write_topic_list<'t>(out: &mut String, topics: impl IntoIterator<Item = &'t TopicName>) {
     out.push_str(",\"topics\":[");
     for (i, t) in topics.into_iter().enumerate() {
@@ -657,25 +700,33 @@ fn write_topic_list<'t>(out: &mut String, topics: impl IntoIterator<Item = &'t T
         }
         write_json_string(out, t.as_str());
     }
-    out.push_str("]}");
+    out.push(']');
 }
 
-/// Appends `{"op":"subscribed","id":..?,"topics":[...]}` to `out`.
+/// Appends `{"op":"subscribed","id":..?,"topics":[...],"epoch":"<16 hex>"}`
+/// to `out`: `epoch` is the store's ([`TopicStore::epoch`](super::TopicStore::epoch)),
+/// as 16 lowercase hex digits in a string (a JSON number above 2^53 would
+/// lose digits in JavaScript). A client sends it back with its next `since`.
 ///
 /// ```
 /// use wsreactor::pubsub::{write_subscribed, TopicName};
 /// let mut out = String::new();
-/// write_subscribed(&mut out, None, &[TopicName::new("a")?, TopicName::new("b")?]);
-/// assert_eq!(out, r#"{"op":"subscribed","topics":["a","b"]}"#);
+/// let topics = [TopicName::new("a")?, TopicName::new("b")?];
+/// write_subscribed(&mut out, None, &topics, 0x2a);
+/// assert_eq!(out, r#"{"op":"subscribed","topics":["a","b"],"epoch":"000000000000002a"}"#);
 /// # Ok::<(), wsreactor::pubsub::TopicError>(())
 /// ```
 pub fn write_subscribed<'t>(
     out: &mut String,
     id: Option<RequestId<'_>>,
     topics: impl IntoIterator<Item = &'t TopicName>,
+    epoch: u64,
 ) {
     open_reply(out, "subscribed", id);
     write_topic_list(out, topics);
+    out.push_str(",\"epoch\":\"");
+    write_epoch_hex(out, epoch);
+    out.push_str("\"}");
 }
 
 /// Appends `{"op":"unsubscribed","id":..?,"topics":[...]}` to `out`.
@@ -686,6 +737,7 @@ pub fn write_unsubscribed<'t>(
 ) {
     open_reply(out, "unsubscribed", id);
     write_topic_list(out, topics);
+    out.push('}');
 }
 
 /// Appends `{"op":"published","id":..?,"topic":"..","seq":N}` to `out`.
@@ -900,17 +952,17 @@ mod tests {
 
     #[test]
     fn subscribe() {
-        let ClientOp::Subscribe { id, topics } =
+        let ClientOp::Subscribe { id, topics, epoch } =
             parse(r#"{"op":"subscribe","topics":["a","b"]}"#).unwrap()
         else {
             panic!()
         };
-        assert_eq!(id, None);
+        assert_eq!((id, epoch), (None, None));
         assert_eq!(names(&topics), ["a", "b"]);
         assert!(topics.iter().all(|s| s.since.is_none()));
         let mut out = String::new();
-        write_subscribed(&mut out, id, topics.iter().map(|s| &s.topic));
-        assert_eq!(out, r#"{"op":"subscribed","topics":["a","b"]}"#);
+        write_subscribed(&mut out, id, topics.iter().map(|s| &s.topic), 0x0123_4567_89ab_cdef);
+        assert_eq!(out, r#"{"op":"subscribed","topics":["a","b"],"epoch":"0123456789abcdef"}"#);
     }
 
     #[test]
@@ -920,14 +972,79 @@ mod tests {
         let op = parse(text).unwrap();
         assert!(!op.requires_publisher());
         assert_eq!(op.id().map(|i| i.as_json()), Some(r#""r\"1""#));
-        let ClientOp::Subscribe { id, topics } = op else { panic!() };
+        let ClientOp::Subscribe { id, topics, epoch } = op else { panic!() };
         assert_eq!(names(&topics), ["a", "b"]);
         assert_eq!(topics[0].since, Some(41));
         assert_eq!(topics[1].since, Some(0));
+        assert_eq!(epoch, None);
         let mut out = String::new();
-        write_subscribed(&mut out, id, topics.iter().map(|s| &s.topic));
+        write_subscribed(&mut out, id, topics.iter().map(|s| &s.topic), u64::MAX);
         let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v, json!({"op":"subscribed","id":"r\"1","topics":["a","b"]}));
+        assert_eq!(
+            v,
+            json!({"op":"subscribed","id":"r\"1","topics":["a","b"],"epoch":"ffffffffffffffff"})
+        );
+        // The members in their documented order: op, id, topics, epoch.
+        assert!(out.starts_with(r#"{"op":"subscribed","id":"r\"1","topics":["#), "{out}");
+        assert!(out.ends_with(r#"],"epoch":"ffffffffffffffff"}"#), "{out}");
+    }
+
+    fn epoch_of(text: &str) -> Option<u64> {
+        match parse(text) {
+            Ok(ClientOp::Subscribe { epoch, .. }) => epoch,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subscribe_epoch() {
+        let with = |epoch: &str| {
+            format!(
+                r#"{{"op":"subscribe","id":4,"topics":["a"],"since":{{"a":41}},"epoch":{epoch}}}"#
+            )
+        };
+        for (given, value) in [
+            (r#""0123456789abcdef""#, 0x0123_4567_89ab_cdef),
+            (r#""FFFFFFFFFFFFFFFF""#, u64::MAX),
+            (r#""0000000000000000""#, 0),
+            (r#""0""#, 0),
+            (r#""2a""#, 42),
+            (r#""Ab""#, 0xab),
+            (r#""\u0032a""#, 42),
+        ] {
+            assert_eq!(epoch_of(&with(given)), Some(value), "{given}");
+        }
+        // Written as it is read back.
+        let mut out = String::new();
+        write_epoch_hex(&mut out, 0x2a);
+        assert_eq!(epoch_of(&with(&format!("\"{out}\""))), Some(0x2a));
+        // Absent or null: none; without `since` it is still read (and checked).
+        assert_eq!(epoch_of(&with("null")), None);
+        assert_eq!(epoch_of(r#"{"op":"subscribe","topics":["a"],"epoch":"ff"}"#), Some(0xff));
+        for bad in [
+            r#""""#,
+            r#""00000000000000000""#,
+            r#""12345678901234567""#,
+            r#""0x2a""#,
+            r#""+2a""#,
+            r#""-1""#,
+            r#"" 2a""#,
+            r#""2a ""#,
+            r#""g""#,
+            r#""é""#,
+            "42",
+            "true",
+            r#"["2a"]"#,
+            r#"{"e":"2a"}"#,
+        ] {
+            let e = err(&with(bad));
+            assert_eq!(e.code(), ErrorCode::BadRequest, "{bad}");
+            assert!(e.message().contains("`epoch`"), "{bad}: {}", e.message());
+            assert_eq!(e.id().map(|i| i.as_json()), Some("4"), "{bad}");
+        }
+        let e = err(r#"{"op":"subscribe","topics":["a"],"epoch":"1","epoch":"1"}"#);
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert!(e.message().contains("duplicate field `epoch`"), "{}", e.message());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -17,7 +18,9 @@ use crate::message::{Frame, Message};
 /// ```
 /// use wsreactor::pubsub::StoreConfig;
 /// let config = StoreConfig { history: 1000, max_topics: 50_000, ..StoreConfig::default() };
-/// # let _ = config;
+/// // An operator who keeps the history across restarts keeps the epoch too.
+/// let restored = StoreConfig { epoch: Some(0x5eed), ..config.clone() };
+/// # let _ = restored;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -32,6 +35,11 @@ pub struct StoreConfig {
     pub max_topic_len: usize,
     /// The number of lock shards, rounded up to a power of two. Default 64.
     pub shards: usize,
+    /// The store's epoch (see [`TopicStore::epoch`]): `None` (the default)
+    /// picks an unpredictable one, different at every start. Give one only
+    /// to a store whose sequence numbers carry on from an earlier store with
+    /// that epoch (state persisted across a restart), or in tests.
+    pub epoch: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +49,7 @@ impl Default for StoreConfig {
             max_topics: 100_000,
             max_topic_len: DEFAULT_MAX_TOPIC_LEN,
             shards: 64,
+            epoch: None,
         }
     }
 }
@@ -171,6 +180,8 @@ pub struct TopicStore {
     topics: AtomicUsize,
     /// `max(history, 1)`.
     log_cap: usize,
+    /// Names this store's numbering of sequence numbers.
+    epoch: u64,
     config: StoreConfig,
 }
 
@@ -178,6 +189,7 @@ impl fmt::Debug for TopicStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TopicStore")
             .field("topics", &self.len())
+            .field("epoch", &format_args!("{:016x}", self.epoch))
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -198,24 +210,78 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// An epoch nobody can predict and no other store is likely to have: the
+/// standard library's per-process random hash keys (different in every
+/// process, and per call) over the time, the process id and a counter of
+/// the stores made in this process.
+fn fresh_epoch() -> u64 {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    std::time::SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    MADE.fetch_add(1, Ordering::Relaxed).hash(&mut h);
+    h.finish()
+}
+
 impl TopicStore {
-    /// An empty store.
+    /// An empty store, with the configured epoch or a fresh one.
+    ///
+    /// ```
+    /// use wsreactor::pubsub::{StoreConfig, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig { history: 10, ..StoreConfig::default() });
+    /// assert!(store.is_empty());
+    /// assert_eq!(store.config().epoch, Some(store.epoch()));
+    /// ```
     pub fn new(mut config: StoreConfig) -> TopicStore {
         config.shards = config.shards.clamp(1, 1 << 16).next_power_of_two();
         config.max_topic_len = config.max_topic_len.min(MAX_TOPIC_LEN);
+        let epoch = *config.epoch.get_or_insert_with(fresh_epoch);
         let shards = (0..config.shards).map(|_| Shard(RwLock::default())).collect();
         TopicStore {
             shards,
             mask: config.shards - 1,
             topics: AtomicUsize::new(0),
             log_cap: config.history.max(1),
+            epoch,
             config,
         }
     }
 
-    /// The configuration in force (shards rounded, topic length capped).
+    /// The configuration in force (shards rounded, topic length capped,
+    /// `epoch` always `Some`: the one in use).
+    ///
+    /// ```
+    /// use wsreactor::pubsub::{StoreConfig, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig { shards: 5, ..StoreConfig::default() });
+    /// assert_eq!(store.config().shards, 8);
+    /// ```
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The store's epoch: a name for its numbering of sequence numbers.
+    /// Every topic of a store counts from 1; a new store (a restarted
+    /// server) counts from 1 again, so a sequence number means something
+    /// only together with the epoch it was counted in. Chosen at random
+    /// when the store is made, unless [`StoreConfig::epoch`] gives it.
+    ///
+    /// The topic protocol sends it as 16 lowercase hex digits in the
+    /// `subscribed` reply; a client that names another epoch in its
+    /// `since` request is told to resync (see [`since_in`](Self::since_in)).
+    ///
+    /// ```
+    /// use wsreactor::pubsub::{StoreConfig, TopicStore};
+    ///
+    /// let a = TopicStore::new(StoreConfig::default());
+    /// let b = TopicStore::new(StoreConfig::default());
+    /// assert_ne!(a.epoch(), b.epoch());
+    /// let kept = TopicStore::new(StoreConfig { epoch: Some(a.epoch()), ..StoreConfig::default() });
+    /// assert_eq!(kept.epoch(), a.epoch());
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// How many topics the store holds.
@@ -450,6 +516,50 @@ impl TopicStore {
             _ => resync(),
         }
     }
+    /// [`since`](Self::since) for a client that counted `seq` in `epoch`
+    /// (`None`: it did not say). A known epoch other than this store's means
+    /// the client's numbers come from another numbering (an earlier run of
+    /// the server): whatever `seq` is, the answer is [`Since::Resync`] with
+    /// the topic's latest seq and last value (`latest` 0 and no snapshot if
+    /// nothing was published here). With this store's epoch, or none, it is
+    /// [`since`](Self::since).
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig { history: 100, ..StoreConfig::default() });
+    /// let t = TopicName::new("a")?;
+    /// for i in 1..=50 {
+    ///     store.publish(&t, Message::Text(&i.to_string()))?;
+    /// }
+    /// let here = Some(store.epoch());
+    /// assert!(matches!(store.since_in("a", here, 41), Since::Frames(f) if f.len() == 9));
+    /// // Seq 41 of another epoch says nothing about this store's seq 42.
+    /// let elsewhere = Some(store.epoch() ^ 1);
+    /// assert!(matches!(store.since_in("a", elsewhere, 41), Since::Resync { latest: 50, .. }));
+    /// assert!(matches!(store.since_in("a", elsewhere, 50), Since::Resync { latest: 50, .. }));
+    /// // Without an epoch the seq is taken at its word.
+    /// assert!(matches!(store.since_in("a", None, 41), Since::Frames(f) if f.len() == 9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn since_in(&self, topic: &str, epoch: Option<u64>, seq: u64) -> Since {
+        match epoch {
+            Some(e) if e != self.epoch => self.resync(topic),
+            _ => self.since(topic, seq),
+        }
+    }
+
+    /// The topic's latest seq and last value, read together.
+    fn resync(&self, topic: &str) -> Since {
+        let map = read(self.shard(topic));
+        let Some(slot) = map.get(topic) else {
+            return Since::Resync { latest: 0, snapshot: None };
+        };
+        let log = lock(&slot.log);
+        let latest = slot.next.load(Ordering::Relaxed) - 1;
+        Since::Resync { latest, snapshot: log.back().map(|(_, f)| f.clone()) }
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +596,13 @@ mod tests {
 
     fn store(history: usize) -> TopicStore {
         TopicStore::new(StoreConfig { history, ..StoreConfig::default() })
+    }
+
+    /// Publishes the numbers `range` on `topic`, as text.
+    fn publish_numbers(s: &TopicStore, topic: &TopicName, range: std::ops::RangeInclusive<u64>) {
+        for i in range {
+            s.publish(topic, Message::Text(&i.to_string())).unwrap();
+        }
     }
 
     #[test]
@@ -559,13 +676,9 @@ mod tests {
         let s = store(5);
         let a = t("a");
         // Fewer than `history` published: all replayable from 0.
-        for i in 1..=3 {
-            s.publish(&a, Message::Text(&i.to_string())).unwrap();
-        }
+        publish_numbers(&s, &a, 1..=3);
         assert_eq!(seqs(&s.since("a", 0)), [1, 2, 3]);
-        for i in 4..=12 {
-            s.publish(&a, Message::Text(&i.to_string())).unwrap();
-        }
+        publish_numbers(&s, &a, 4..=12);
         // Held: 8..=12.
         assert_eq!(
             seqs(&s.since("a", 7)),
@@ -592,6 +705,50 @@ mod tests {
         s.publish(&a, Message::Text("2")).unwrap();
         assert_eq!(seqs(&s.since("a", 1)), [2]);
         assert!(matches!(s.since("a", 0), Since::Resync { latest: 2, .. }));
+    }
+
+    #[test]
+    fn epochs_are_fresh_unless_configured() {
+        let epochs: Vec<u64> = (0..64).map(|_| store(0).epoch()).collect();
+        let mut distinct = epochs.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), epochs.len(), "two stores share an epoch: {epochs:x?}");
+        // Not a counter: the high bits vary too.
+        assert!(epochs.iter().any(|e| e >> 32 != epochs[0] >> 32));
+        for e in [0, 1, 0xdead_beef, u64::MAX] {
+            let s = TopicStore::new(StoreConfig { epoch: Some(e), ..StoreConfig::default() });
+            assert_eq!((s.epoch(), s.config().epoch), (e, Some(e)));
+        }
+        let s = store(0);
+        assert_eq!(s.config().epoch, Some(s.epoch()));
+        let shown = format!(
+            "{:?}",
+            TopicStore::new(StoreConfig { epoch: Some(0xab), ..Default::default() })
+        );
+        assert!(shown.contains("epoch: 00000000000000ab"), "{shown}");
+    }
+
+    #[test]
+    fn another_epoch_always_resyncs() {
+        let s = store(100);
+        publish_numbers(&s, &t("a"), 1..=50);
+        let (here, other) = (Some(s.epoch()), Some(!s.epoch()));
+        let last = s.snapshot("a").map(|(_, f)| f);
+        assert_eq!(seqs(&s.since_in("a", here, 41)), (42..=50).collect::<Vec<_>>());
+        assert_eq!(seqs(&s.since_in("a", None, 41)), (42..=50).collect::<Vec<_>>());
+        assert_eq!(s.since_in("a", here, 50), Since::UpToDate);
+        assert!(matches!(s.since_in("a", here, 51), Since::Resync { latest: 50, .. }));
+        for seq in [0, 1, 41, 49, 50, 51, u64::MAX] {
+            assert_eq!(
+                s.since_in("a", other, seq),
+                Since::Resync { latest: 50, snapshot: last.clone() },
+                "seq {seq}"
+            );
+        }
+        // A topic never published here: nothing to send but the notice.
+        assert_eq!(s.since_in("b", other, 0), Since::Resync { latest: 0, snapshot: None });
+        assert_eq!(s.since_in("b", here, 0), Since::UpToDate);
     }
 
     #[test]

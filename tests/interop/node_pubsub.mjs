@@ -347,15 +347,39 @@ class Checks {
     return [first, await this.untilPong(peer, syncId)];
   }
 
-  /** Subscribes; checks the `subscribed` reply and returns the catch-up (raw messages). */
-  async subscribe(peer, topics, { since, rid = `sub-${this.nextId()}` } = {}) {
+  /**
+   * Subscribes (with `since` and `epoch` if given); checks the `subscribed` reply and returns its
+   * epoch and the catch-up (raw messages).
+   */
+  async subscribed(peer, topics, { since, epoch, rid = `sub-${this.nextId()}` } = {}) {
     const req = { op: 'subscribe', id: rid, topics };
     if (since !== undefined) req.since = since;
+    if (epoch !== undefined) req.epoch = epoch;
     const [reply, rest] = await this.request(peer, req);
     checkReply(reply, 'subscribed', rid, 'the subscribe reply');
     const want = [...new Set(topics)];
     expect(same(reply.topics, want), () => `subscribed ${short(reply.topics)}, expected ${short(want)}`);
-    return rest;
+    const members = Object.keys(reply).join();
+    expect(members === 'op,id,topics,epoch', () => `the reply's members are ${members}, not op,id,topics,epoch`);
+    expect(
+      typeof reply.epoch === 'string' && /^[0-9a-f]{16}$/.test(reply.epoch),
+      () => `the epoch ${JSON.stringify(reply.epoch)} is not a string of 16 lowercase hex digits`,
+    );
+    return [reply.epoch, rest];
+  }
+
+  /** Subscribes; checks the `subscribed` reply and returns the catch-up (raw messages). */
+  async subscribe(peer, topics, options = {}) {
+    return (await this.subscribed(peer, topics, options))[1];
+  }
+
+  /**
+   * The epoch a `subscribed` reply of the server at `base` gives (the session before a
+   * reconnection, in which the client learnt it).
+   */
+  async serverEpoch(base = this.base) {
+    const [epoch] = await this.subscribed(await this.open('/', { base }), [this.topic('epoch.probe')]);
+    return epoch;
   }
 
   /** A JSON publish with `ack` (data given as JSON text); returns the acknowledged seq. */
@@ -382,8 +406,9 @@ class Checks {
   async subscribeReply() {
     const ws = await this.open();
     // Duplicates are merged, in order of first appearance.
-    await this.subscribe(ws, ['sr.b', 'sr.a', 'sr.b'], { rid: 's-1' });
-    await this.subscribe(ws, ['sr.c'], { rid: 7 });
+    const [epoch] = await this.subscribed(ws, ['sr.b', 'sr.a', 'sr.b'], { rid: 's-1' });
+    const [again] = await this.subscribed(ws, ['sr.c'], { rid: 7 });
+    expect(again === epoch, () => `the epoch changed from ${epoch} to ${again} within a run`);
     const [reply, rest] = await this.request(ws, { op: 'unsubscribe', id: 7.5, topics: ['sr.a'] });
     checkReply(reply, 'unsubscribed', 7.5, 'the unsubscribe reply');
     expect(same(reply.topics, ['sr.a']), () => `unsubscribed ${short(reply.topics)}`);
@@ -456,15 +481,45 @@ class Checks {
     const topic = this.topic('md.SINCE0');
     const pub = await this.publisher();
     await this.publishMany(pub, topic, 3);
-    const rest = await this.subscribe(await this.open(), [topic], { since: { [topic]: 2 } });
-    expect(
-      same(
-        rest.map((r) => decode(r).seq),
-        [3],
-      ),
-      () => `one behind: got ${short(rest)}`,
+    const epoch = await this.serverEpoch();
+    const rest = await this.subscribe(await this.open(), [topic], { since: { [topic]: 2 }, epoch });
+    expect(same(rest.map((r) => decode(r).seq), [3]), () => `one behind: got ${short(rest)}`);
+    expectResync(
+      await this.subscribe(await this.open(), [topic], { since: { [topic]: 1 }, epoch }),
+      topic,
+      3,
     );
-    expectResync(await this.subscribe(await this.open(), [topic], { since: { [topic]: 1 } }), topic, 3);
+    // Without the epoch: the seq is taken at its word (the form from before epochs).
+    const bare = await this.subscribe(await this.open(), [topic], { since: { [topic]: 2 } });
+    expect(same(bare.map((r) => decode(r).seq), [3]), () => `no epoch, one behind: ${short(bare)}`);
+  }
+
+  /**
+   * A since counted in another epoch (an earlier run of the server) gets a resync and the last
+   * value, whatever the seq; the right epoch, in either case, the deliveries after it.
+   */
+  async sinceWrongEpoch() {
+    const topic = this.topic('ep.t');
+    const never = this.topic('ep.never');
+    const pub = await this.publisher();
+    await this.publishMany(pub, topic, 3);
+    const epoch = await this.serverEpoch();
+    const wrong = epoch.slice(0, -1) + (epoch.endsWith('0') ? '1' : '0');
+    for (const seq of [2, 3, 0]) {
+      const rest = await this.subscribe(await this.open(), [topic], { since: { [topic]: seq }, epoch: wrong });
+      expectResync(rest, topic, 3);
+    }
+    // A topic nothing was published on: the resync notice alone, at seq 0.
+    const alone = await this.subscribe(await this.open(), [never], { since: { [never]: 5 }, epoch: wrong });
+    expect(alone.length === 1, () => `expected the resync alone, got ${short(alone)}`);
+    const msg = parseJson(alone[0], 'the resync');
+    checkReply(msg, 'resync', undefined, 'the resync notice');
+    expect(msg.topic === never && msg.seq === 0, () => `resync ${short(msg)}`);
+    const ws = await this.open();
+    const right = await this.subscribe(ws, [topic], { since: { [topic]: 2 }, epoch: epoch.toUpperCase() });
+    expect(same(right.map((r) => decode(r).seq), [3]), () => `the right epoch: got ${short(right)}`);
+    const current = await this.subscribe(ws, [topic], { since: { [topic]: 3 }, epoch });
+    expect(current.length === 0, () => `up to date, yet got ${short(current)}`);
   }
 
   // ---- history -------------------------------------------------------------------------------
@@ -475,8 +530,11 @@ class Checks {
     const pub = await this.publisher(this.history);
     await this.publishMany(pub, topic, 150, (i) => `{"v":${i}}`);
     await this.publishMany(pub, other, 5);
+    const epoch = await this.serverEpoch(this.history);
     const ws = await this.open('/', { base: this.history });
-    const got = (await this.subscribe(ws, [topic, other], { since: { [topic]: 120 } })).map((r) => decode(r));
+    const got = (await this.subscribe(ws, [topic, other], { since: { [topic]: 120 }, epoch })).map((r) =>
+      decode(r),
+    );
     expect(got.length === 31, () => `expected 30 replayed and 1 last value, got ${got.length}`);
     got.slice(0, 30).forEach((d, k) => {
       expect(
@@ -490,7 +548,7 @@ class Checks {
       () => `then ${short(got[30])}, expected the last value of ${other}`,
     );
     // Up to date: nothing; `since` applies per topic.
-    const rest = await this.subscribe(ws, [topic], { since: { [topic]: 150 } });
+    const rest = await this.subscribe(ws, [topic], { since: { [topic]: 150 }, epoch });
     expect(rest.length === 0, () => `up to date, yet got ${short(rest)}`);
   }
 
@@ -499,16 +557,17 @@ class Checks {
     const pub = await this.publisher(this.history);
     await this.publishMany(pub, topic, 150);
     const oldest = 150 - HISTORY;
+    const epoch = await this.serverEpoch(this.history);
     const fresh = () => this.open('/', { base: this.history });
     expectResync(
-      await this.subscribe(await fresh(), [topic], { since: { [topic]: oldest - 1 } }),
+      await this.subscribe(await fresh(), [topic], { since: { [topic]: oldest - 1 }, epoch }),
       topic,
       150,
     );
-    // A since past the latest seq (a server restart): resync too.
+    // A since past the latest seq: resync too (even without an epoch).
     expectResync(await this.subscribe(await fresh(), [topic], { since: { [topic]: 1000 } }), topic, 150);
     // Exactly what history holds: all of it, no resync.
-    const rest = await this.subscribe(await fresh(), [topic], { since: { [topic]: oldest } });
+    const rest = await this.subscribe(await fresh(), [topic], { since: { [topic]: oldest }, epoch });
     const seqs = rest.map((r) => decode(r).seq);
     expect(
       seqs.length === HISTORY && seqs[0] === oldest + 1,
@@ -857,6 +916,7 @@ class Checks {
     await this.run('deliveries_in_order_3x2000', () => this.orderedDeliveries());
     await this.run('snapshot_on_subscribe', () => this.snapshot());
     await this.run('since_without_history', () => this.sinceWithoutHistory());
+    await this.run('since_wrong_epoch_resyncs', () => this.sinceWrongEpoch());
     if (this.history) {
       await this.run('history_since_replays_missed', () => this.historyReplay());
       await this.run('history_too_old_resyncs', () => this.historyResync());
@@ -882,6 +942,7 @@ class Checks {
         ['[1,2]', 'bad_request'],
         [{ op: 'subscribe', id: 's', topics: ['a'], since: { b: 1 } }, 'bad_request', 's'],
         ['{"op":"ping","id":1,"id":2}', 'bad_request'],
+        [{ op: 'subscribe', id: 'e', topics: ['a'], epoch: '0x2a' }, 'bad_request', 'e'],
       ]),
     );
     await this.run(

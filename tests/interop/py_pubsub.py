@@ -225,17 +225,38 @@ class PubSubChecks(Checks):
             raise CheckFailed(f"no reply to {short(wire)}: the pong to a later ping came first")
         return first, await self.until_pong(ws, sync_id)
 
-    async def subscribe(self, ws, topics, since=None, rid=None):
-        """Subscribes; checks the `subscribed` reply and returns the catch-up (raw messages)."""
+    async def subscribed(self, ws, topics, since=None, rid=None, epoch=None):
+        """Subscribes (with `since` and `epoch` if given); checks the `subscribed` reply and returns
+        its epoch and the catch-up (raw messages)."""
         rid = rid if rid is not None else f"sub-{next(self.ids)}"
         req = {"op": "subscribe", "id": rid, "topics": topics}
         if since is not None:
             req["since"] = since
+        if epoch is not None:
+            req["epoch"] = epoch
         reply, rest = await self.request(ws, req)
         check_reply(reply, "subscribed", rid, "the subscribe reply")
         want = list(dict.fromkeys(topics))
         expect(reply.get("topics") == want, f"subscribed {reply.get('topics')}, expected {want}")
-        return rest
+        members = ["op", "id", "topics", "epoch"]
+        expect(list(reply) == members, f"the reply's members are {list(reply)}, not {members}")
+        got = reply["epoch"]
+        expect(
+            isinstance(got, str) and len(got) == 16 and all(c in "0123456789abcdef" for c in got),
+            f"the epoch {got!r} is not a string of 16 lowercase hex digits",
+        )
+        return got, rest
+
+    async def subscribe(self, ws, topics, since=None, rid=None, epoch=None):
+        """Subscribes; checks the `subscribed` reply and returns the catch-up (raw messages)."""
+        return (await self.subscribed(ws, topics, since, rid, epoch))[1]
+
+    async def server_epoch(self, base=None):
+        """The epoch a `subscribed` reply of the server at `base` gives (the session before a
+        reconnection, in which the client learnt it)."""
+        async with self.open(base=base) as ws:
+            epoch, _ = await self.subscribed(ws, [self.topic("epoch.probe")])
+            return epoch
 
     async def publish(self, pub, topic, data_json):
         """A JSON publish with `ack` (data given as JSON text); returns the acknowledged seq."""
@@ -258,8 +279,9 @@ class PubSubChecks(Checks):
     async def subscribe_reply(self):
         async with self.open() as ws:
             # Duplicates are merged, in order of first appearance.
-            await self.subscribe(ws, ["sr.b", "sr.a", "sr.b"], rid="s-1")
-            await self.subscribe(ws, ["sr.c"], rid=7)
+            epoch, _ = await self.subscribed(ws, ["sr.b", "sr.a", "sr.b"], rid="s-1")
+            again, _ = await self.subscribed(ws, ["sr.c"], rid=7)
+            expect(again == epoch, f"the epoch changed from {epoch} to {again} within a run")
             reply, rest = await self.request(
                 ws, {"op": "unsubscribe", "id": 7.5, "topics": ["sr.a"]}
             )
@@ -330,13 +352,44 @@ class PubSubChecks(Checks):
 
     async def since_without_history(self):
         topic = self.topic("md.SINCE0")
-        async with self.open() as ws, self.publisher() as pub:
+        async with self.publisher() as pub:
             await self.publish_many(pub, topic, 3)
-            rest = await self.subscribe(ws, [topic], since={topic: 2})
+        epoch = await self.server_epoch()
+        async with self.open() as ws:
+            rest = await self.subscribe(ws, [topic], since={topic: 2}, epoch=epoch)
             expect([decode(r).seq for r in rest] == [3], f"one behind: got {short(rest)}")
         async with self.open() as ws:
-            rest = await self.subscribe(ws, [topic], since={topic: 1})
+            rest = await self.subscribe(ws, [topic], since={topic: 1}, epoch=epoch)
             expect_resync(rest, topic, 3)
+        async with self.open() as ws:
+            # Without the epoch: the seq is taken at its word (the form from before epochs).
+            rest = await self.subscribe(ws, [topic], since={topic: 2})
+            expect([decode(r).seq for r in rest] == [3], f"no epoch, one behind: {short(rest)}")
+
+    async def since_wrong_epoch(self):
+        """A since counted in another epoch (an earlier run of the server) gets a resync and the
+        last value, whatever the seq; the right epoch, in either case, the deliveries after it."""
+        topic, never = self.topic("ep.t"), self.topic("ep.never")
+        async with self.publisher() as pub:
+            await self.publish_many(pub, topic, 3)
+        epoch = await self.server_epoch()
+        wrong = epoch[:-1] + ("0" if epoch[-1] != "0" else "1")
+        for seq in (2, 3, 0):
+            async with self.open() as ws:
+                rest = await self.subscribe(ws, [topic], since={topic: seq}, epoch=wrong)
+                expect_resync(rest, topic, 3)
+        async with self.open() as ws:
+            # A topic nothing was published on: the resync notice alone, at seq 0.
+            rest = await self.subscribe(ws, [never], since={never: 5}, epoch=wrong)
+            expect(len(rest) == 1, f"expected the resync alone, got {short(rest)}")
+            msg = parse_json(rest[0], "the resync")
+            check_reply(msg, "resync", None, "the resync notice")
+            expect((msg.get("topic"), msg.get("seq")) == (never, 0), f"resync {msg}")
+        async with self.open() as ws:
+            rest = await self.subscribe(ws, [topic], since={topic: 2}, epoch=epoch.upper())
+            expect([decode(r).seq for r in rest] == [3], f"the right epoch: got {short(rest)}")
+            rest = await self.subscribe(ws, [topic], since={topic: 3}, epoch=epoch)
+            expect(rest == [], f"up to date, yet got {short(rest)}")
 
     # ---- history ------------------------------------------------------------------------------
 
@@ -345,7 +398,8 @@ class PubSubChecks(Checks):
         async with self.publisher(self.history) as pub, self.open(base=self.history) as ws:
             await self.publish_many(pub, topic, 150, lambda i: f'{{"v":{i}}}')
             await self.publish_many(pub, other, 5)
-            rest = await self.subscribe(ws, [topic, other], since={topic: 120})
+            epoch = await self.server_epoch(self.history)
+            rest = await self.subscribe(ws, [topic, other], since={topic: 120}, epoch=epoch)
             got = [decode(r) for r in rest]
             expect(len(got) == 31, f"expected 30 replayed and 1 last value, got {len(got)}")
             check_run(got[:30], topic, 121, "the replay")
@@ -356,7 +410,7 @@ class PubSubChecks(Checks):
                 f"then {got[30]}, expected the last value of {other}",
             )
             # Up to date: nothing; "since" applies per topic.
-            rest = await self.subscribe(ws, [topic], since={topic: 150})
+            rest = await self.subscribe(ws, [topic], since={topic: 150}, epoch=epoch)
             expect(rest == [], f"up to date, yet got {short(rest)}")
 
     async def history_resync(self):
@@ -364,13 +418,15 @@ class PubSubChecks(Checks):
         async with self.publisher(self.history) as pub, self.open(base=self.history) as ws:
             await self.publish_many(pub, topic, 150)
             oldest = 150 - HISTORY
-            expect_resync(await self.subscribe(ws, [topic], since={topic: oldest - 1}), topic, 150)
+            epoch = await self.server_epoch(self.history)
+            rest = await self.subscribe(ws, [topic], since={topic: oldest - 1}, epoch=epoch)
+            expect_resync(rest, topic, 150)
         async with self.open(base=self.history) as ws:
-            # A since past the latest seq (a server restart): resync too.
+            # A since past the latest seq: resync too (even without an epoch).
             expect_resync(await self.subscribe(ws, [topic], since={topic: 1000}), topic, 150)
         async with self.open(base=self.history) as ws:
             # Exactly what history holds: all of it, no resync.
-            rest = await self.subscribe(ws, [topic], since={topic: oldest})
+            rest = await self.subscribe(ws, [topic], since={topic: oldest}, epoch=epoch)
             check_run(
                 [decode(r) for r in rest], topic, oldest + 1, "the replay of the whole history"
             )
@@ -708,6 +764,7 @@ class PubSubChecks(Checks):
         await self.run("deliveries_in_order_3x2000", self.ordered_deliveries)
         await self.run("snapshot_on_subscribe", self.snapshot)
         await self.run("since_without_history", self.since_without_history)
+        await self.run("since_wrong_epoch_resyncs", self.since_wrong_epoch)
         if self.history:
             await self.run("history_since_replays_missed", self.history_replay)
             await self.run("history_too_old_resyncs", self.history_resync)
@@ -740,6 +797,12 @@ class PubSubChecks(Checks):
                         None,
                     ),
                     ('{"op":"ping","id":1,"id":2}', "bad_request", None, None),
+                    (
+                        {"op": "subscribe", "id": "e", "topics": ["a"], "epoch": "0x2a"},
+                        "bad_request",
+                        "e",
+                        None,
+                    ),
                 ]
             ),
         )
