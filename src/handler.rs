@@ -255,8 +255,8 @@ impl<'a, C> Ctx<'a, C> {
     /// Publishes on `topic` to its subscribers on every reactor (see
     /// [`crate::Publisher::publish`]); returns the sequence number.
     pub fn publish(&mut self, topic: &TopicName, payload: &Payload) -> Result<u64, StoreError> {
-        let local = Some((self.env.reactor_id, &mut self.env.local_publishes));
-        self.env.handle.publish_payload(topic, payload, local)
+        self.env.posted_to_self = true;
+        self.env.handle.publish_payload(topic, payload, Some(self.env.reactor_id))
     }
 
     /// The topic store: last values, history and sequence numbers.

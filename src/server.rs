@@ -671,24 +671,25 @@ impl ServerHandle {
         Publisher { handle: self.clone() }
     }
 
-    /// Encodes a publish once, numbers it, and hands it to every reactor in
-    /// sequence order (under the topic's lock).
+    /// Encodes a publish once, numbers it, and hands it to every reactor's
+    /// inbox under the topic's lock, so each inbox holds a topic's frames in
+    /// sequence order whichever thread published them. From reactor `own`'s
+    /// thread, its own inbox is not woken (it drains it before its turn ends).
     pub(crate) fn publish_payload(
         &self,
         topic: &TopicName,
         payload: &Payload,
-        local: Option<(usize, &mut Vec<(TopicName, Frame)>)>,
+        own: Option<usize>,
     ) -> Result<u64, StoreError> {
         let shared = &self.shared;
         shared.store.publish_with(topic, payload, |seq, frame| {
-            let mine = local.as_ref().map(|(id, _)| *id);
             for (i, inbox) in shared.inboxes.iter().enumerate() {
-                if Some(i) != mine {
-                    self.post(inbox, Command::Publish(topic.clone(), frame.clone()));
+                let cmd = Command::Publish(topic.clone(), frame.clone());
+                if Some(i) == own {
+                    inbox.post_quiet(cmd);
+                } else {
+                    self.post(inbox, cmd);
                 }
-            }
-            if let Some((_, list)) = local {
-                list.push((topic.clone(), frame.clone()));
             }
             seq
         })

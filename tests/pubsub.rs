@@ -137,6 +137,49 @@ fn every_subscriber_on_every_reactor_gets_every_publish_in_order() {
     feed.join().unwrap();
 }
 
+/// Publisher connections (on both reactors) and a `Publisher` thread race on one topic:
+/// whichever reactor a publish comes from, every subscriber gets seq 1, 2, 3, ...
+#[test]
+fn publishes_from_reactors_and_threads_arrive_in_seq_order() {
+    const EACH: u64 = 3000;
+    let s = start(|b| b.reactors(2));
+    let mut subs: Vec<RawClient> = (0..4).map(|_| connect_to(s.addr, "/")).collect();
+    for c in &mut subs {
+        subscribe(c, &["t"], None);
+    }
+    let mut publish = vec![0x02, 1, b't'];
+    publish.extend_from_slice(b"x");
+    let frame = masked(true, 2, &publish);
+    let conns: Vec<thread::JoinHandle<()>> = (0..4)
+        .map(|_| {
+            let mut c = connect_to(s.addr, "/?token=tok");
+            let frame = frame.clone();
+            thread::spawn(move || {
+                for _ in 0..EACH {
+                    c.send(&frame);
+                }
+                // Keep the connection open until the subscribers are done.
+                thread::sleep(Duration::from_secs(5));
+            })
+        })
+        .collect();
+    let publisher = s.handle.publisher();
+    let feed = thread::spawn(move || {
+        for _ in 0..EACH {
+            publisher.publish("t", Message::Binary(b"y")).unwrap();
+        }
+    });
+    for c in &mut subs {
+        for want in 1..=5 * EACH {
+            let f = c.read_frame().expect("connection closed");
+            let d = decode_binary_delivery(&f.payload).expect("a binary delivery");
+            assert_eq!(d.seq, want, "deliveries out of order");
+        }
+    }
+    feed.join().unwrap();
+    drop(conns);
+}
+
 #[test]
 fn a_new_subscriber_gets_the_last_value_at_once() {
     let s = start(|b| b);

@@ -40,6 +40,14 @@ impl Inbox {
         if was_empty { self.waker.wake() } else { Ok(()) }
     }
 
+    /// Posts without waking: for the reactor's own thread, which drains its
+    /// inbox before the end of its turn. A post from elsewhere meanwhile finds
+    /// the queue non-empty and does not wake it either, which is fine: the
+    /// drain takes that command too.
+    pub(crate) fn post_quiet(&self, cmd: Command) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(cmd);
+    }
+
     /// Moves every posted command into `into`.
     pub(crate) fn drain(&self, into: &mut Vec<Command>) {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);

@@ -91,8 +91,9 @@ pub(crate) struct Env {
     pub(crate) tick: u32,
     /// Frames broadcast by this reactor's handlers this turn.
     local_broadcasts: Vec<Frame>,
-    /// Topic frames published by this reactor's handlers this turn.
-    pub(crate) local_publishes: Vec<(TopicName, Frame)>,
+    /// This reactor's handlers published this turn: the frames wait in its
+    /// own inbox (in seq order with everyone else's), not woken.
+    pub(crate) posted_to_self: bool,
     /// This reactor's subscriber sets.
     pub(crate) topics: Topics,
     /// Scratch space for HTTP responses.
@@ -139,8 +140,9 @@ pub(crate) struct Reactor<H: Handler> {
     dirty: Vec<usize>,
     /// Broadcast frames that arrived through the inbox this turn.
     remote_broadcasts: Vec<Frame>,
-    /// Topic frames that arrived through the inbox this turn.
-    remote_publishes: Vec<(TopicName, Frame)>,
+    /// Topic frames that arrived through the inbox this turn (this reactor's
+    /// own publishes too), each topic's in seq order.
+    publishes: Vec<(TopicName, Frame)>,
     /// Scratch copy of a topic's members (they may change during delivery).
     members: Vec<Member>,
     /// Scratch list of slots (reused to avoid an allocation per fan-out).
@@ -204,7 +206,7 @@ impl<H: Handler> Reactor<H> {
                 ticks,
                 tick: 0,
                 local_broadcasts: Vec::new(),
-                local_publishes: Vec::new(),
+                posted_to_self: false,
                 topics,
                 scratch: Vec::new(),
                 gather: Vec::with_capacity(outq::GATHER_LIMIT),
@@ -213,7 +215,7 @@ impl<H: Handler> Reactor<H> {
             again: Vec::new(),
             dirty: Vec::new(),
             remote_broadcasts: Vec::new(),
-            remote_publishes: Vec::new(),
+            publishes: Vec::new(),
             members: Vec::new(),
             slots: Vec::new(),
             commands: Vec::new(),
@@ -285,6 +287,9 @@ impl<H: Handler> Reactor<H> {
             self.accept_paused_until = None;
             self.accept();
         }
+        if std::mem::take(&mut self.env.posted_to_self) {
+            self.run_commands();
+        }
         self.fan_out();
         self.deliver_topics();
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -297,7 +302,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || !self.dirty.is_empty() {
+        if !self.again.is_empty() || !self.dirty.is_empty() || self.env.posted_to_self {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -361,7 +366,7 @@ impl<H: Handler> Reactor<H> {
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Broadcast(frames) => self.remote_broadcasts.extend(frames),
-                Command::Publish(topic, frame) => self.remote_publishes.push((topic, frame)),
+                Command::Publish(topic, frame) => self.publishes.push((topic, frame)),
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }
         }
@@ -523,13 +528,12 @@ impl<H: Handler> Reactor<H> {
     /// Hands this turn's topic frames to the topics' subscribers here, in
     /// publish order, applying each topic's slow-consumer policy.
     fn deliver_topics(&mut self) {
-        if self.env.local_publishes.is_empty() && self.remote_publishes.is_empty() {
+        if self.publishes.is_empty() {
             return;
         }
-        let mut local = std::mem::take(&mut self.env.local_publishes);
-        let mut remote = std::mem::take(&mut self.remote_publishes);
+        let mut publishes = std::mem::take(&mut self.publishes);
         let mut members = std::mem::take(&mut self.members);
-        for (topic, frame) in local.drain(..).chain(remote.drain(..)) {
+        for (topic, frame) in publishes.drain(..) {
             let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
             let policy = self.env.topics.policy(id);
             members.extend_from_slice(self.env.topics.members(id));
@@ -550,8 +554,7 @@ impl<H: Handler> Reactor<H> {
                 self.mark_dirty(slot);
             }
         }
-        self.env.local_publishes = local;
-        self.remote_publishes = remote;
+        self.publishes = publishes;
         self.members = members;
     }
 
