@@ -107,6 +107,10 @@ fn open_phase_cpu(
         server_cpu_s: server,
         server_cpu_us_per_msg: server.filter(|_| opened > 0).map(|s| s * 1e6 / opened as f64),
         server_cpu_pct: pct(server),
+        server_user_s: diff(a.server_user, b.server_user),
+        server_user_us_per_msg: diff(a.server_user, b.server_user)
+            .filter(|_| opened > 0)
+            .map(|s| s * 1e6 / opened as f64),
         client_cpu_s: client,
         client_cpu_pct: pct(client),
         client_threads: threads,

@@ -283,6 +283,8 @@ where
             server_cpu_s,
             server_cpu_us_per_msg: None,
             server_cpu_pct: pct(server_cpu_s),
+            server_user_s: diff(before.server_user, after.server_user),
+            server_user_us_per_msg: None,
             client_cpu_s,
             client_cpu_pct: pct(client_cpu_s),
             client_threads: threads,

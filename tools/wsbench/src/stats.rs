@@ -99,6 +99,13 @@ pub struct Cpu {
     pub server_cpu_us_per_msg: Option<f64>,
     /// Server CPU as a percentage of one core over the window.
     pub server_cpu_pct: Option<f64>,
+    /// The user-space part of `server_cpu_s` (the rest is the kernel's, which on
+    /// loopback includes the receiving end's TCP work).
+    #[serde(default)]
+    pub server_user_s: Option<f64>,
+    /// The user-space part of `server_cpu_us_per_msg`.
+    #[serde(default)]
+    pub server_user_us_per_msg: Option<f64>,
     /// wsbench CPU seconds in the window.
     pub client_cpu_s: Option<f64>,
     /// wsbench CPU as a percentage of one core over the window.
@@ -272,10 +279,10 @@ impl Report {
         self.mb_per_s = self.msgs_per_s * size as f64 / 1e6;
         self.latency = Latency::from_histogram(hist);
         self.latency_from_intended = from_intended;
-        if let Some(s) = self.cpu.server_cpu_s
-            && messages > 0
-        {
-            self.cpu.server_cpu_us_per_msg = Some(s * 1e6 / messages as f64);
+        if messages > 0 {
+            let per = |s: Option<f64>| s.map(|s| s * 1e6 / messages as f64);
+            self.cpu.server_cpu_us_per_msg = per(self.cpu.server_cpu_s);
+            self.cpu.server_user_us_per_msg = per(self.cpu.server_user_s);
         }
     }
 
@@ -394,9 +401,14 @@ impl Report {
         let cpu = &self.cpu;
         if let Some(s) = cpu.server_cpu_s {
             let unit = if self.mode == "connect" { "handshake, while opening" } else { "message" };
+            let split = cpu
+                .server_user_us_per_msg
+                .zip(cpu.server_cpu_us_per_msg)
+                .map(|(u, t)| format!(" (user {u:.3}, kernel {:.3})", t - u))
+                .unwrap_or_default();
             let per = cpu
                 .server_cpu_us_per_msg
-                .map(|v| format!(", {v:.3} us per {unit}"))
+                .map(|v| format!(", {v:.3} us per {unit}{split}"))
                 .unwrap_or_default();
             row(
                 "server CPU",

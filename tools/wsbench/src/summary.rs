@@ -120,6 +120,12 @@ fn metrics(mode: &str) -> Vec<Metric> {
                 get: cpu_per_msg,
                 fmt: cpu_fmt,
             },
+            Metric {
+                name: "of which user space (the rest is the kernel's)",
+                higher_is_better: Some(false),
+                get: |r| r.cpu.server_user_us_per_msg,
+                fmt: cpu_fmt,
+            },
             server_cpu,
             wsbench_cpu,
         ],
