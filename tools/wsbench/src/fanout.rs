@@ -206,7 +206,8 @@ pub struct FanoutArgs {
     /// Fixed publish rate in messages/s (default: as fast as the in-flight bound allows).
     #[arg(short, long)]
     pub rate: Option<f64>,
-    /// Most messages in flight (published, not yet back at the publisher) when not at a fixed rate.
+    /// Most messages in flight (published, not yet received by every subscriber of their topic)
+    /// when not at a fixed rate.
     #[arg(short = 'w', long, default_value_t = 16)]
     pub in_flight: u64,
     /// Speak wsreactor's topic protocol with this many topics (`bench.0`, ...):
