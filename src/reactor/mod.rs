@@ -533,29 +533,57 @@ impl<H: Handler> Reactor<H> {
         }
         let mut publishes = std::mem::take(&mut self.publishes);
         let mut members = std::mem::take(&mut self.members);
-        for (topic, frame) in publishes.drain(..) {
-            let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
-            let policy = self.env.topics.policy(id);
-            members.extend_from_slice(self.env.topics.members(id));
-            for m in members.drain(..) {
-                let slot = m.slot as usize;
-                let Some(conn) = self.conns.get_mut(slot) else { continue };
-                if conn.generation != m.generation {
-                    continue;
+        let first = &publishes[0].0;
+        if publishes.iter().all(|(t, _)| t == first) {
+            // One topic this turn (the common case): each subscriber gets all of
+            // its frames and is flushed at once, in one pass over the members,
+            // so its buffers go back to the pool before the next one's are taken.
+            if let Some(id) = self.env.topics.id(first.as_str()) {
+                members.extend_from_slice(self.env.topics.members(id));
+                for m in members.drain(..) {
+                    let slot = m.slot as usize;
+                    let live = publishes
+                        .iter()
+                        .all(|(_, frame)| self.queue_topic_frame(slot, m.generation, frame, id));
+                    if live {
+                        self.flush(slot);
+                    }
                 }
-                let status = conn.send_topic(&mut self.env, slot, &frame, id, policy);
-                if status == SendStatus::Dropped && conn.is_open() && policy == SlowConsumer::Close
-                {
-                    log::info!("{}: slow consumer; closing with 1008", peer(conn));
-                    self.env.counters.inc(Counter::SlowConsumers);
-                    conn.begin_close(&mut self.env, slot, CloseCode::POLICY, "slow consumer");
-                    self.settle(slot);
+            }
+        } else {
+            for (topic, frame) in &publishes {
+                let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
+                members.extend_from_slice(self.env.topics.members(id));
+                for m in members.drain(..) {
+                    let slot = m.slot as usize;
+                    if self.queue_topic_frame(slot, m.generation, frame, id) {
+                        self.mark_dirty(slot);
+                    }
                 }
-                self.mark_dirty(slot);
             }
         }
+        publishes.clear();
         self.publishes = publishes;
         self.members = members;
+    }
+
+    /// Queues topic `id`'s frame for the connection in `slot` (if it is still
+    /// generation `generation`) under the topic's slow-consumer policy; false
+    /// if nothing more can go to it this turn.
+    fn queue_topic_frame(&mut self, slot: usize, generation: u32, frame: &Frame, id: u32) -> bool {
+        let policy = self.env.topics.policy(id);
+        let Some(conn) = self.conns.get_mut(slot) else { return false };
+        if conn.generation != generation {
+            return false;
+        }
+        let status = conn.send_topic(&mut self.env, slot, frame, id, policy);
+        if status == SendStatus::Dropped && conn.is_open() && policy == SlowConsumer::Close {
+            log::info!("{}: slow consumer; closing with 1008", peer(conn));
+            self.env.counters.inc(Counter::SlowConsumers);
+            conn.begin_close(&mut self.env, slot, CloseCode::POLICY, "slow consumer");
+            self.settle(slot);
+        }
+        true
     }
 
     fn flush(&mut self, slot: usize) {
