@@ -468,7 +468,9 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.settle(slot);
-        self.mark_dirty(slot);
+        // Replies go out now, not at the end of the turn: the same one write,
+        // without waiting for the other connections' reads.
+        self.flush(slot);
     }
 
     fn on_eof(&mut self, slot: usize) {
