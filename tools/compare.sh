@@ -5,8 +5,10 @@
 #
 #   tools/compare.sh [--runs N] [--duration 4s] [--servers "wsreactor bun ..."]
 #                    [--scenarios "echo64 echo20 echo16k fanout topic1k topic10k topics1000 connect"]
-#                    [--out DIR]
-#                    [--server-cpus 0] [--client-cpus 1] [--client-threads 1]
+#                    [--out DIR] [--server-cpus 0] [--client-cpus 1] [--client-threads 1]
+#
+# The topic scenarios run only against servers with a pubsub mode (wsreactor, Bun,
+# tokio-tungstenite).
 #
 # Every server listens on 127.0.0.1 only, is pinned to core 0 (taskset -c 0) and
 # is stopped by PID when its run ends (and by the EXIT trap on any failure);
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
         --server-cpus) SERVER_CPUS=$2; shift 2 ;;
         --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
         --client-threads) CLIENT_THREADS=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
