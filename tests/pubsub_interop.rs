@@ -9,15 +9,16 @@
 //! one with a history of 100, and one per slow-consumer policy with one reactor, a 64 KiB
 //! output cap and a 30 s close timeout. The scripts print `ok NAME` / `FAIL NAME: why` and must
 //! finish within [`RUN_LIMIT`]. The clients come from `tools/test.sh` (see
-//! `tests/support/scripts.rs`); a missing one fails the test.
+//! `tests/support/clients.rs`); a missing one fails the test.
 
-#[path = "support/scripts.rs"]
-mod scripts;
+#[path = "support/clients.rs"]
+mod clients;
 mod support;
 
+use std::process::Command;
 use std::time::Duration;
 
-use scripts::{Interpreter, Outcome};
+use clients::Outcome;
 use support::TestServer;
 use wsreactor::pubsub::{ClientOp, Limits, PubSub, PubSubConn, StoreConfig, parse_client_op};
 use wsreactor::{Accept, Builder, CloseCode, Ctx, Handler, Message, Reject, Request, SlowConsumer};
@@ -136,21 +137,38 @@ impl Servers {
     }
 }
 
+/// Builds the command running a script of `tests/interop/` with arguments, under one of the
+/// pinned clients.
+type Client = dyn Fn(&str, &[&str]) -> Command;
+
+/// The Python client (`websockets`), checked once.
+fn python() -> Box<Client> {
+    let python = clients::python();
+    Box::new(move |script, args| clients::python_script(&python, script, args))
+}
+
+/// The Node client (`ws`), checked once.
+fn node() -> Box<Client> {
+    let (node, modules) = clients::node();
+    Box::new(move |script, args| clients::node_script(&node, &modules, script, args))
+}
+
 /// Runs `script` with `args`; returns the outcome and its report (printed).
-fn run(interpreter: &Interpreter, script: &str, args: &[String], what: &str) -> (Outcome, String) {
-    let outcome = scripts::run(interpreter.script(script, args), RUN_LIMIT);
+fn run(client: &Client, script: &str, args: &[String], what: &str) -> (Outcome, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let outcome = clients::run_script(client(script, &args), RUN_LIMIT);
     let report = outcome.report(&format!("{script} {what}"));
     println!("{report}");
     (outcome, report)
 }
 
 /// Runs `script` against a fresh set of `PubSub` servers: every check must pass.
-fn passes(interpreter: Interpreter, script: &str) {
+fn passes(client: Box<Client>, script: &str) {
     let servers = Servers::start(pubsub);
-    let (outcome, report) = run(&interpreter, script, &servers.args(), "against PubSub");
+    let (outcome, report) = run(&*client, script, &servers.args(), "against PubSub");
     assert!(outcome.success, "{report}");
-    assert_eq!(outcome.failed(), Vec::<&str>::new(), "{report}");
-    let passed = outcome.passed();
+    let (passed, failed) = outcome.checks();
+    assert_eq!(failed, Vec::<&str>::new(), "{report}");
     let missing: Vec<&str> = check_names().filter(|c| !passed.contains(c)).collect();
     assert!(missing.is_empty(), "checks that did not pass: {missing:?}\n{report}");
     servers.assert_policies_applied(&report);
@@ -197,16 +215,17 @@ impl Handler for SilentSubscribe {
 /// Exactly `should_fail` failed and `should_pass` passed, and the run failed.
 fn assert_split(outcome: &Outcome, should_fail: &[&str], should_pass: &[&str], report: &str) {
     assert!(!outcome.success, "the script passed against a broken setup\n{report}");
-    assert_eq!(outcome.failed(), should_fail, "{report}");
-    assert_eq!(outcome.passed(), should_pass, "{report}");
+    let (passed, failed) = outcome.checks();
+    assert_eq!(failed, should_fail, "{report}");
+    assert_eq!(passed, should_pass, "{report}");
 }
 
 /// The checks can fail: against [`SilentSubscribe`] exactly those that need a `subscribed`
 /// reply fail, and quickly (each subscribe is followed by a ping, whose pong comes first).
-fn detects_silent_subscribe(interpreter: Interpreter, script: &str) {
+fn detects_silent_subscribe(client: Box<Client>, script: &str) {
     let servers = Servers::start(|| SilentSubscribe(pubsub()));
     let what = "against a server that never says subscribed";
-    let (outcome, report) = run(&interpreter, script, &servers.args(), what);
+    let (outcome, report) = run(&*client, script, &servers.args(), what);
     let fail: Vec<&str> = CHECKS.iter().filter(|(_, needs)| *needs).map(|(c, _)| *c).collect();
     let pass: Vec<&str> = check_names().filter(|c| !fail.contains(c)).collect();
     assert_split(&outcome, &fail, &pass, &report);
@@ -218,7 +237,7 @@ fn detects_silent_subscribe(interpreter: Interpreter, script: &str) {
 /// history server, and each policy's URL naming the next policy's server, they fail, but for
 /// `slow_consumer_drop` on the conflating server (conflation keeps every promise of drop: the
 /// connection stays open, seqs increase with gaps).
-fn detects_mismatched_servers(interpreter: Interpreter, script: &str) {
+fn detects_mismatched_servers(client: Box<Client>, script: &str) {
     let servers = Servers::start(pubsub);
     let mut args = servers.command_line(&servers.plain, [1, 2, 0]);
     let fail = [
@@ -228,7 +247,7 @@ fn detects_mismatched_servers(interpreter: Interpreter, script: &str) {
         "slow_consumer_conflate",
     ];
     args.extend(["--only".into(), [&fail[..], &["slow_consumer_drop"]].concat().join(",")]);
-    let (outcome, report) = run(&interpreter, script, &args, "against mismatched servers");
+    let (outcome, report) = run(&*client, script, &args, "against mismatched servers");
     assert_split(&outcome, &fail, &["slow_consumer_drop"], &report);
 }
 
@@ -237,12 +256,12 @@ macro_rules! per_client {
     ($($scenario:ident: $python:ident, $node:ident;)*) => {$(
         #[test]
         fn $python() {
-            $scenario(scripts::python(), "py_pubsub.py");
+            $scenario(python(), "py_pubsub.py");
         }
 
         #[test]
         fn $node() {
-            $scenario(scripts::node(), "node_pubsub.mjs");
+            $scenario(node(), "node_pubsub.mjs");
         }
     )*};
 }

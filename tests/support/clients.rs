@@ -1,4 +1,5 @@
-//! The third-party clients of the interop tests (`tests/interop.rs`, `tests/deflate_interop.rs`):
+//! The third-party clients of the interop tests (`tests/interop.rs`, `tests/deflate_interop.rs`,
+//! `tests/pubsub_interop.rs`):
 //! finding them, running their scripts in `tests/interop/` with a time bound, and judging the
 //! `ok NAME` / `FAIL NAME: why` lines the scripts print.
 //!
@@ -16,7 +17,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub const SETUP_HINT: &str = "run tools/test.sh from the repository root (it installs the pinned \
@@ -129,19 +130,26 @@ pub fn node_script(node: &Path, modules: &Path, script: &str, args: &[&str]) -> 
     cmd
 }
 
-/// What a script run produced.
+/// How a script run ended, and what it printed.
 pub struct Outcome {
+    /// Exited with status 0.
     pub success: bool,
+    /// The exit status, or why there is none.
     pub status: String,
     pub stdout: String,
     pub stderr: String,
+    pub elapsed: Duration,
 }
 
 impl Outcome {
+    /// Everything, for an assertion message.
     pub fn report(&self, what: &str) -> String {
         format!(
-            "{what} exited with {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
+            "{what}: {} after {:.1}s\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status,
+            self.elapsed.as_secs_f64(),
+            self.stdout,
+            self.stderr
         )
     }
 
@@ -158,37 +166,44 @@ impl Outcome {
     }
 }
 
-/// Runs `cmd` to completion (killing it after `timeout`) and collects its output.
-pub fn run_script(mut cmd: Command, timeout: Duration) -> Outcome {
+fn collect(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Runs `cmd` to its end, or kills it (this child only) once `limit` has passed.
+pub fn run_script(mut cmd: Command, limit: Duration) -> Outcome {
+    let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}; {SETUP_HINT}"));
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let started = Instant::now();
-    let status = loop {
+    let (stdout, stderr) = (collect(child.stdout.take()), collect(child.stderr.take()));
+    let (success, status) = loop {
         if let Some(status) = child.try_wait().expect("wait for the script") {
-            break status.to_string();
+            break (status.success(), status.to_string());
         }
-        if started.elapsed() > timeout {
+        if started.elapsed() >= limit {
             let _ = child.kill();
             let _ = child.wait();
-            break format!("no exit: killed after {}s", timeout.as_secs());
+            break (false, format!("killed: still running after {}s", limit.as_secs()));
         }
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(20));
     };
-    let success = status == "exit status: 0";
-    Outcome { success, status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    Outcome {
+        success,
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Asserts a passing run that executed checks (an empty run is not a pass).
