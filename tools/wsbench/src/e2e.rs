@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use clap::Parser;
-use wsreactor::{Ctx, Handler, Message, Server};
+use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
+use wsreactor::{Builder, Ctx, Handler, Message, Server};
 
+use crate::stats::{Fanout, Report};
 use crate::{Cli, Mode};
 
 struct Echo;
@@ -25,16 +27,24 @@ impl Handler for Broadcast {
     }
 }
 
-/// Starts a one-reactor server on an ephemeral loopback port; returns its URL.
-fn start<H: Handler + Send>(
+/// Starts a one-reactor server on an ephemeral loopback port, set up further by
+/// `configure`; returns its URL.
+fn serve<H: Handler + Send>(
+    configure: impl FnOnce(Builder<()>) -> Builder<()>,
     h: impl Fn(usize) -> H + Send + Sync + 'static,
 ) -> (String, wsreactor::Running) {
     let server = Server::builder()
         .bind("127.0.0.1:0")
-        .and_then(|b| b.reactors(1).max_message_size(4 << 20).handler(h).build())
+        .and_then(|b| configure(b.reactors(1).max_message_size(4 << 20)).handler(h).build())
         .expect("server");
     let url = format!("ws://{}/", server.local_addr());
     (url, server.spawn().expect("spawn"))
+}
+
+fn start<H: Handler + Send>(
+    h: impl Fn(usize) -> H + Send + Sync + 'static,
+) -> (String, wsreactor::Running) {
+    serve(|b| b, h)
 }
 
 fn parse(args: &[&str]) -> Mode {
@@ -43,16 +53,32 @@ fn parse(args: &[&str]) -> Mode {
     Cli::parse_from(v).mode
 }
 
+/// Runs `wsbench echo ARGS`.
+fn echo(args: &[&str]) -> Result<Report, String> {
+    let Mode::Echo(a) = parse(&[&["echo"], args].concat()) else { unreachable!() };
+    crate::echo::main(&a)
+}
+
+/// Runs `wsbench fanout ARGS`; returns the report and its fan-out figures.
+fn fanout(args: &[&str]) -> (Report, Fanout) {
+    let Mode::Fanout(a) = parse(&[&["fanout"], args].concat()) else { unreachable!() };
+    let r = crate::fanout::main(&a).expect("run");
+    let f = r.fanout.clone().expect("fanout figures");
+    (r, f)
+}
+
+/// Every delivery arrived once, in order, with the right bytes.
+fn assert_every_delivery(r: &Report, f: &Fanout) {
+    assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+}
+
 #[test]
 fn echo_verifies_every_payload() {
     let (url, running) = start(|_| Echo);
-    let Mode::Echo(a) = parse(&[
-        "echo", "-u", &url, "-c", "8", "-s", "100", "-w", "4", "-d", "300ms", "--warmup", "100ms",
-        "-q",
-    ]) else {
-        unreachable!()
-    };
-    let r = crate::echo::main(&a).expect("run");
+    let r = echo(&[
+        "-u", &url, "-c", "8", "-s", "100", "-w", "4", "-d", "300ms", "--warmup", "100ms", "-q",
+    ])
+    .expect("run");
     assert!(r.messages > 100, "{r:?}");
     assert_eq!(
         (r.verify_errors, r.protocol_errors, r.lost, r.failed),
@@ -64,8 +90,7 @@ fn echo_verifies_every_payload() {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 
     // Fragmented sends of large messages, two threads, at a fixed rate.
-    let Mode::Echo(a) = parse(&[
-        "echo",
+    let r = echo(&[
         "-u",
         &url,
         "-c",
@@ -83,10 +108,8 @@ fn echo_verifies_every_payload() {
         "--warmup",
         "100ms",
         "-q",
-    ]) else {
-        unreachable!()
-    };
-    let r = crate::echo::main(&a).expect("run");
+    ])
+    .expect("run");
     assert!(r.messages > 50, "{r:?}");
     assert!(r.latency_from_intended);
     assert_eq!((r.verify_errors, r.protocol_errors, r.lost), (0, 0, 0), "{:?}", r.errors);
@@ -96,16 +119,11 @@ fn echo_verifies_every_payload() {
 #[test]
 fn fanout_counts_every_delivery() {
     let (url, running) = start(|_| Broadcast);
-    let Mode::Fanout(a) = parse(&[
-        "fanout", "-u", &url, "-n", "20", "-s", "64", "-w", "8", "-d", "300ms", "--warmup",
-        "100ms", "-q",
-    ]) else {
-        unreachable!()
-    };
-    let r = crate::fanout::main(&a).expect("run");
-    let f = r.fanout.clone().expect("fanout figures");
+    let (r, f) = fanout(&[
+        "-u", &url, "-n", "20", "-s", "64", "-w", "8", "-d", "300ms", "--warmup", "100ms", "-q",
+    ]);
     assert!(f.published > 10 && f.deliveries >= f.published * 19, "{f:?}");
-    assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+    assert_every_delivery(&r, &f);
     assert!(f.kept_up, "{}", f.kept_up_why);
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
@@ -134,46 +152,21 @@ fn connect_opens_holds_and_closes() {
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
 
-/// Starts an echo or broadcast server with permessage-deflate in `mode`.
-fn start_deflate<H: Handler + Send>(
-    mode: wsreactor::Compression,
-    h: impl Fn(usize) -> H + Send + Sync + 'static,
-) -> (String, wsreactor::Running) {
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
-        .and_then(|b| b.reactors(1).max_message_size(4 << 20).compression(mode).handler(h).build())
-        .expect("server");
-    let url = format!("ws://{}/", server.local_addr());
-    (url, server.spawn().expect("spawn"))
-}
-
 #[test]
 fn echo_and_fanout_verify_with_deflate() {
     use wsreactor::Compression::{Dedicated, Shared};
     for mode in [Shared, Dedicated] {
-        let (url, running) = start_deflate(mode, |_| Echo);
+        let (url, running) = serve(|b| b.compression(mode), |_| Echo);
         // Small messages, then large fragmented ones (RSV1 on the first frame only),
         // with and without context takeover.
         for extra in [
             &["-s", "300", "-w", "4"][..],
             &["-s", "200KiB", "--fragment", "70000", "--deflate-no-context-takeover"][..],
         ] {
-            let mut args = vec![
-                "echo",
-                "-u",
-                &url,
-                "-c",
-                "4",
-                "-d",
-                "300ms",
-                "--warmup",
-                "100ms",
-                "-q",
-                "--deflate",
-            ];
+            let mut args =
+                vec!["-u", &url, "-c", "4", "-d", "300ms", "--warmup", "100ms", "-q", "--deflate"];
             args.extend_from_slice(extra);
-            let Mode::Echo(a) = parse(&args) else { unreachable!() };
-            let r = crate::echo::main(&a).expect("run");
+            let r = echo(&args).expect("run");
             assert!(r.messages > 10, "{mode:?} {extra:?}: {r:?}");
             assert_eq!(
                 (r.verify_errors, r.protocol_errors, r.lost, r.failed),
@@ -190,9 +183,8 @@ fn echo_and_fanout_verify_with_deflate() {
         assert!(stats.compressions > 0, "{mode:?}: {stats:?}");
         running.shutdown(Duration::from_secs(1)).expect("shutdown");
 
-        let (url, running) = start_deflate(mode, |_| Broadcast);
-        let Mode::Fanout(a) = parse(&[
-            "fanout",
+        let (url, running) = serve(|b| b.compression(mode), |_| Broadcast);
+        let (r, f) = fanout(&[
             "-u",
             &url,
             "-n",
@@ -207,13 +199,9 @@ fn echo_and_fanout_verify_with_deflate() {
             "100ms",
             "-q",
             "--deflate",
-        ]) else {
-            unreachable!()
-        };
-        let r = crate::fanout::main(&a).expect("run");
-        let f = r.fanout.clone().expect("fanout figures");
+        ]);
         assert!(f.published > 10 && f.deliveries >= f.published * 9, "{f:?}");
-        assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+        assert_every_delivery(&r, &f);
         assert_eq!(r.deflate.as_ref().map(|d| d.negotiated), Some(11));
         assert!(running.handle().stats().compressions > 0);
         running.shutdown(Duration::from_secs(1)).expect("shutdown");
@@ -223,58 +211,26 @@ fn echo_and_fanout_verify_with_deflate() {
 #[test]
 fn deflate_declined_fails_the_run() {
     let (url, running) = start(|_| Echo);
-    let Mode::Echo(a) = parse(&[
-        "echo",
-        "-u",
-        &url,
-        "-c",
-        "2",
-        "-d",
-        "100ms",
-        "--warmup",
-        "0ms",
-        "-q",
-        "--deflate",
-    ]) else {
-        unreachable!()
-    };
-    let err = crate::echo::main(&a).expect_err("the server has no compression");
+    let err = echo(&["-u", &url, "-c", "2", "-d", "100ms", "--warmup", "0ms", "-q", "--deflate"])
+        .expect_err("the server has no compression");
     assert!(err.contains("did not accept permessage-deflate"), "{err}");
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
 
 #[test]
 fn refuses_non_loopback_targets() {
-    let Mode::Echo(a) = parse(&["echo", "-u", "ws://192.0.2.1:80/", "-d", "10ms", "-q"]) else {
-        unreachable!()
-    };
-    assert!(crate::echo::main(&a).is_err());
-}
-
-/// Starts a one-reactor topic server whose publish token is `tk`.
-fn start_pubsub() -> (String, wsreactor::Running) {
-    use wsreactor::pubsub::{Limits, PubSub, StoreConfig};
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
-        .and_then(|b| {
-            b.reactors(1)
-                .topics(StoreConfig::default())
-                .handler(|_| PubSub::new(Limits::default(), Some("tk")))
-                .build()
-        })
-        .expect("server");
-    let url = format!("ws://{}/", server.local_addr());
-    (url, server.spawn().expect("spawn"))
+    assert!(echo(&["-u", "ws://192.0.2.1:80/", "-d", "10ms", "-q"]).is_err());
 }
 
 #[test]
 fn fanout_speaks_the_topic_protocol() {
-    let (url, running) = start_pubsub();
+    // A topic server whose publish token is `tk`.
+    let (url, running) =
+        serve(|b| b.topics(StoreConfig::default()), |_| PubSub::new(Limits::default(), Some("tk")));
     let with_token = format!("{url}?token=tk");
     // Two threads: messages complete on either, the publisher's loop is woken.
     for (topics, threads) in [("1", "1"), ("5", "2")] {
-        let Mode::Fanout(a) = parse(&[
-            "fanout",
+        let (r, f) = fanout(&[
             "-u",
             &with_token,
             "-n",
@@ -292,30 +248,22 @@ fn fanout_speaks_the_topic_protocol() {
             "--warmup",
             "100ms",
             "-q",
-        ]) else {
-            unreachable!()
-        };
-        let r = crate::fanout::main(&a).expect("run");
-        let f = r.fanout.clone().expect("fanout figures");
+        ]);
         let per_topic = 20 / topics.parse::<u64>().unwrap();
         // Each message reaches the subscribers of its topic only (the window
         // also counts deliveries of messages published just before it).
         let expect = (f.published * per_topic) as f64;
         assert!(f.published > 10, "{f:?}");
         assert!((f.deliveries as f64 - expect).abs() < 0.1 * expect, "{f:?}");
-        assert_eq!((f.gaps, f.duplicates, f.reorders, r.verify_errors), (0, 0, 0, 0), "{f:?}");
+        assert_every_delivery(&r, &f);
         assert!(f.kept_up, "{}", f.kept_up_why);
     }
 
     // Without the token the server refuses the publishes, and the report says so.
-    let Mode::Fanout(a) = parse(&[
-        "fanout", "-u", &url, "-n", "4", "--topics", "2", "-s", "64", "-d", "200ms", "--warmup",
-        "100ms", "-q",
-    ]) else {
-        unreachable!()
-    };
-    let r = crate::fanout::main(&a).expect("run");
-    let f = r.fanout.clone().expect("fanout figures");
+    let (_, f) = fanout(&[
+        "-u", &url, "-n", "4", "--topics", "2", "-s", "64", "-d", "200ms", "--warmup", "100ms",
+        "-q",
+    ]);
     assert!(!f.kept_up && f.kept_up_why.contains("unauthorized"), "{}", f.kept_up_why);
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
