@@ -425,7 +425,7 @@ impl<B: Behaviour> Engine<B> {
             }
 
             self.flush_all();
-            self.publish_progress();
+            self.publish_progress(phase);
 
             // How long to sleep.
             let mut timeout = Duration::from_millis(100);
@@ -481,16 +481,19 @@ impl<B: Behaviour> Engine<B> {
             }
         }
         self.flush_all();
-        self.publish_progress();
+        self.publish_progress(Phase::Close);
         self.progress.finished.store(true, Relaxed);
         (self.stats, self.behaviour)
     }
 
-    fn publish_progress(&mut self) {
+    fn publish_progress(&mut self, phase: Phase) {
         let p = &self.progress;
         p.msgs.store(self.behaviour.progress(), Relaxed);
         p.bytes_in.store(self.stats.bytes_in, Relaxed);
-        p.drained.store(self.behaviour.drained(), Relaxed);
+        // Only the drain waits for it (and a behaviour may need a while to tell).
+        if phase >= Phase::Drain {
+            p.drained.store(self.behaviour.drained(), Relaxed);
+        }
     }
 
     /// Starts new connection attempts as pacing and the pending cap allow.
