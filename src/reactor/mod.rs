@@ -542,12 +542,13 @@ impl<H: Handler> Reactor<H> {
             // its frames and is flushed at once, in one pass over the members,
             // so its buffers go back to the pool before the next one's are taken.
             if let Some(id) = self.env.topics.id(first.as_str()) {
+                let policy = self.env.topics.policy(id);
                 members.extend_from_slice(self.env.topics.members(id));
                 for m in members.drain(..) {
                     let slot = m.slot as usize;
-                    let live = publishes
-                        .iter()
-                        .all(|(_, frame)| self.queue_topic_frame(slot, m.generation, frame, id));
+                    let live = publishes.iter().all(|(_, frame)| {
+                        self.queue_topic_frame(slot, m.generation, frame, id, policy)
+                    });
                     if live {
                         self.flush(slot);
                     }
@@ -556,10 +557,11 @@ impl<H: Handler> Reactor<H> {
         } else {
             for (topic, frame) in &publishes {
                 let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
+                let policy = self.env.topics.policy(id);
                 members.extend_from_slice(self.env.topics.members(id));
                 for m in members.drain(..) {
                     let slot = m.slot as usize;
-                    if self.queue_topic_frame(slot, m.generation, frame, id) {
+                    if self.queue_topic_frame(slot, m.generation, frame, id, policy) {
                         self.mark_dirty(slot);
                     }
                 }
@@ -571,10 +573,16 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Queues topic `id`'s frame for the connection in `slot` (if it is still
-    /// generation `generation`) under the topic's slow-consumer policy; false
+    /// generation `generation`) under the topic's slow-consumer `policy`; false
     /// if nothing more can go to it this turn.
-    fn queue_topic_frame(&mut self, slot: usize, generation: u32, frame: &Frame, id: u32) -> bool {
-        let policy = self.env.topics.policy(id);
+    fn queue_topic_frame(
+        &mut self,
+        slot: usize,
+        generation: u32,
+        frame: &Frame,
+        id: u32,
+        policy: SlowConsumer,
+    ) -> bool {
         let Some(conn) = self.conns.get_mut(slot) else { return false };
         if conn.generation != generation {
             return false;
