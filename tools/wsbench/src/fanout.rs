@@ -26,6 +26,9 @@ use std::sync::{Arc, OnceLock};
 use hdrhistogram::Histogram;
 use mio::Waker;
 use wsreactor::proto::OpCode;
+use wsreactor::pubsub::wire::{
+    BIN_DELIVERY, BIN_DELIVERY_OVERHEAD, BIN_PUBLISH_BINARY, decode_binary_delivery,
+};
 
 use crate::deflate::Tx;
 use crate::engine::{Behaviour, Conns, Cx, Phase};
@@ -124,11 +127,6 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// First byte of a binary publish delivered as binary.
-    const PUBLISH: u8 = 0x02;
-    /// First byte of a binary delivery.
-    const DELIVERY: u8 = 0x01;
-
     /// `n` topics (at least 1).
     pub fn new(n: u64) -> Topics {
         let n = n.max(1);
@@ -158,24 +156,22 @@ impl Topology for Topics {
     }
     fn publish(&self, tx: &mut Tx<'_>, topic: u64, parts: &[&[u8]]) {
         let name = self.topic(topic);
-        let head = [Self::PUBLISH, name.len() as u8];
+        let head = [BIN_PUBLISH_BINARY, name.len() as u8];
         let mut all: Vec<&[u8]> = Vec::with_capacity(2 + parts.len());
         all.extend([&head[..], name]);
         all.extend_from_slice(parts);
         tx.message(OpCode::Binary, &all, 0);
     }
     fn envelope_len(&self) -> usize {
-        2 + self.names[0].len() + 8
+        BIN_DELIVERY_OVERHEAD + self.names[0].len()
     }
     fn envelope_ok(&self, env: &[u8], topic: u64) -> bool {
-        let name = self.topic(topic);
-        env.len() == 2 + name.len() + 8
-            && env[0] == Self::DELIVERY
-            && env[1] as usize == name.len()
-            && &env[2..2 + name.len()] == name
+        // The envelope alone decodes as a delivery with an empty payload.
+        decode_binary_delivery(env)
+            .is_ok_and(|d| d.topic.as_bytes() == self.topic(topic) && d.payload.is_empty())
     }
     fn is_control(&self, first: &[u8]) -> bool {
-        first.first() != Some(&Self::DELIVERY)
+        first.first() != Some(&BIN_DELIVERY)
     }
     fn control(&self, msg: &[u8]) -> Control {
         if msg.starts_with(br#"{"op":"subscribed""#) {
