@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) addr: SocketAddr,
     pub(crate) reactors: usize,
     pub(crate) backlog: i32,
+    pub(crate) defer_accept: Duration,
     pub(crate) max_message_size: usize,
     pub(crate) max_head_size: usize,
     pub(crate) max_backpressure: usize,
@@ -154,6 +155,7 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
             reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backlog: 4096,
+            defer_accept: Duration::from_secs(1),
             max_message_size: 16 << 20,
             max_head_size: 8 << 10,
             max_backpressure: 1 << 20,
@@ -232,6 +234,25 @@ impl<F> Builder<F> {
     /// kernel caps it at `net.core.somaxconn`).
     pub fn backlog(mut self, n: u32) -> Self {
         self.cfg.backlog = i32::try_from(n).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// How long the kernel may hold a new connection that has not sent
+    /// anything yet before handing it to a reactor (TCP_DEFER_ACCEPT, whole
+    /// seconds; default 1 s; zero turns it off).
+    ///
+    /// A WebSocket client speaks first, so a reactor is woken once per
+    /// connection, when the upgrade request is there, and answers it in the
+    /// same turn. A client that connects and stays silent costs the server
+    /// nothing until then; after it, the handshake timeout applies as usual.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = wsreactor::Server::builder().defer_accept(Duration::ZERO);
+    /// # let _ = builder;
+    /// ```
+    pub fn defer_accept(mut self, wait: Duration) -> Self {
+        self.cfg.defer_accept = wait;
         self
     }
 
@@ -447,7 +468,8 @@ where
         let mut cfg = self.cfg;
         cfg.slow_consumer.validate(cfg.topics.max_topic_len)?;
         cfg.read_buffer_size = cfg.read_buffer_size.max(cfg.max_head_size * 2);
-        let listeners = reactor::listener::bind_group(cfg.addr, cfg.reactors, cfg.backlog)?;
+        let listeners =
+            reactor::listener::bind_group(cfg.addr, cfg.reactors, cfg.backlog, cfg.defer_accept)?;
         let local_addr = listeners[0].local_addr()?;
         let mut parts = Vec::with_capacity(cfg.reactors);
         let mut inboxes = Vec::with_capacity(cfg.reactors);

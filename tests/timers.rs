@@ -86,6 +86,27 @@ fn tungstenite_answers_pings_and_is_kept() {
     assert_eq!(server.handle.stats().pong_timeouts, 0);
 }
 
+/// TCP_DEFER_ACCEPT holds a client that connects and says nothing in the
+/// kernel, but only for the deferral: then it is accepted like any other and
+/// the handshake timeout ends it, while clients that speak are served at once.
+#[test]
+fn a_silent_connection_is_handed_over_after_the_deferral_and_timed_out() {
+    let server = TestServer::start(
+        |b| fast(b).defer_accept(Duration::from_secs(1)).handshake_timeout(300 * MS),
+        |_| Echo,
+    );
+    let start = Instant::now();
+    let mut silent = RawClient::connect_tcp(server.addr);
+    let mut good = RawClient::connect(server.addr);
+    good.send(&masked(true, 1, b"served"));
+    assert_eq!(good.read_frame().unwrap().payload, b"served");
+    assert!(start.elapsed() < 500 * MS, "a speaking client waited {:?}", start.elapsed());
+    assert!(silent.sees_eof(Duration::from_secs(8)), "silent client kept");
+    let dropped = start.elapsed();
+    assert!(dropped >= 1200 * MS, "dropped after {dropped:?}, before deferral and timeout");
+    assert_eq!(server.handle.stats().handshake_timeouts, 1);
+}
+
 #[test]
 fn slowloris_is_dropped_at_the_handshake_timeout_while_others_work() {
     let server = TestServer::start(|b| fast(b).handshake_timeout(300 * MS), |_| Echo);

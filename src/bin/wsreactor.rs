@@ -119,6 +119,10 @@ struct Opts {
     /// Listen backlog of each reactor's listener (the kernel caps it at net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
+    /// Seconds the kernel may hold a new connection until its first bytes arrive, before
+    /// handing it over (TCP_DEFER_ACCEPT, whole seconds; 0: off).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    defer_accept: f64,
     /// Seconds to wait for close handshakes on SIGINT/SIGTERM before exiting.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     shutdown_timeout: f64,
@@ -322,6 +326,7 @@ fn serve<H: Handler>(
         .max_message_size(opts.max_message_size)
         .max_backpressure(opts.max_backpressure)
         .backlog(opts.backlog)
+        .defer_accept(secs(opts.defer_accept))
         .handshake_timeout(secs(opts.handshake_timeout))
         .ping_interval(secs(opts.ping_interval))
         .pong_timeout(secs(opts.pong_timeout))

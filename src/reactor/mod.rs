@@ -331,13 +331,12 @@ impl<H: Handler> Reactor<H> {
         if self.accept_paused_until.is_some() {
             return;
         }
-        let Some(listener) = self.listener.as_ref() else { return };
+        let deferred = !self.env.cfg.defer_accept.is_zero();
         loop {
+            let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((mut stream, _peer)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("set_nodelay: {e}");
-                    }
+                    // TCP_NODELAY comes from the listener.
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -349,6 +348,11 @@ impl<H: Handler> Reactor<H> {
                     let conn = entry.insert(Conn::new(stream, self.next_generation, self.env.tick));
                     self.env.schedule(token.0, conn);
                     self.env.counters.inc(Counter::Accepted);
+                    if deferred {
+                        // The request is most likely here already: answer it
+                        // now rather than after another trip through poll.
+                        self.pump(token.0);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_out_of_fds(&e) => {
