@@ -283,3 +283,57 @@ fn tungstenite_client_echo() {
         }
     }
 }
+
+/// Echoes, and takes 2 ms over each `on_open`, so that connections pile up
+/// in the listener's queue faster than the reactor takes them.
+struct SlowOpen;
+
+impl Handler for SlowOpen {
+    type Conn = ();
+
+    fn on_open(&mut self, _cx: &mut Ctx<'_, ()>) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        let _ = cx.send(msg);
+    }
+}
+
+/// A reconnect storm is accepted a slice per loop turn: an open connection
+/// is served between slices rather than after the whole queue (400 x 2 ms
+/// here), and every queued connection is still accepted and upgraded.
+#[test]
+fn a_connection_storm_is_accepted_in_slices_and_nobody_waits_for_all_of_it() {
+    const STORM: usize = 400;
+    let server = TestServer::start(|b| b.reactors(1), |_| SlowOpen);
+    let mut early = RawClient::connect(server.addr);
+    let addr = server.addr;
+    let storm = std::thread::spawn(move || {
+        (0..STORM)
+            .map(|_| {
+                let mut c = RawClient::connect_tcp(addr);
+                c.send(upgrade_request(addr, "").as_bytes());
+                c
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut clients = storm.join().unwrap();
+    let start = Instant::now();
+    early.send(&masked(true, 1, b"still here"));
+    assert_eq!(early.read_frame().unwrap().payload, b"still here");
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_millis(400),
+        "an open connection waited {waited:?} behind the accept queue"
+    );
+    for c in &mut clients {
+        let head = c.read_http_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "handshake failed: {head}");
+    }
+    for c in clients.iter_mut().step_by(37) {
+        c.send(&masked(true, 2, b"ok"));
+        assert_eq!(c.read_frame().unwrap().payload, b"ok");
+    }
+    assert_eq!(server.handle.stats().upgraded, STORM as u64 + 1);
+}

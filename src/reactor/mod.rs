@@ -63,6 +63,10 @@ const WHEEL_SLOTS: usize = 1024;
 const POOLED_BUFS: usize = 4096;
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections accepted (and their requests answered) per loop turn: a
+/// reconnect storm is taken in slices, between which the open connections
+/// are served, rather than all at once.
+const ACCEPTS_PER_TURN: usize = 64;
 
 /// What `Server::build` prepares for each reactor on the caller's thread.
 pub(crate) struct Parts {
@@ -154,6 +158,9 @@ pub(crate) struct Reactor<H: Handler> {
     next_generation: u32,
     shutdown_at: Option<Instant>,
     accept_paused_until: Option<Instant>,
+    /// The listener has (or may have) connections waiting: it was ready, or
+    /// the last slice ended before `accept` said WouldBlock.
+    accept_more: bool,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -224,6 +231,7 @@ impl<H: Handler> Reactor<H> {
             next_generation: 0,
             shutdown_at: None,
             accept_paused_until: None,
+            accept_more: false,
         }
     }
 
@@ -246,7 +254,7 @@ impl<H: Handler> Reactor<H> {
             self.env.tick = self.env.wheel.now_tick();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept_more = true,
                     WAKER => self.run_commands(),
                     Token(slot) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -257,6 +265,10 @@ impl<H: Handler> Reactor<H> {
                         }
                     }
                 }
+            }
+            // New connections after the ready ones: a slice per turn.
+            if std::mem::take(&mut self.accept_more) {
+                self.accept();
             }
             self.turn_end(now);
             if self.finished(now) {
@@ -303,7 +315,11 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || !self.dirty.is_empty() || self.env.posted_to_self {
+        if !self.again.is_empty()
+            || !self.dirty.is_empty()
+            || self.env.posted_to_self
+            || self.accept_more
+        {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -332,7 +348,7 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         let deferred = !self.env.cfg.defer_accept.is_zero();
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((mut stream, _peer)) => {
@@ -363,6 +379,9 @@ impl<H: Handler> Reactor<H> {
                 Err(e) => log::debug!("accept: {e}"),
             }
         }
+        // The slice is spent: the rest next turn (the listener is
+        // edge-triggered, so poll would not say again).
+        self.accept_more = true;
     }
 
     fn run_commands(&mut self) {
