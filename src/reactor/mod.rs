@@ -6,7 +6,9 @@
 //! A loop turn: poll; read every ready connection until the socket is
 //! drained or its per-turn budget is spent (frames are parsed in place from
 //! the shared buffer and handed to the handler), then flush its replies at
-//! once; run inbox commands; fan out broadcasts and topic frames, flushing
+//! once; accept up to a slice of new connections, answering each upgrade
+//! request on the spot (deferred accept hands a connection over with its
+//! request); run inbox commands; fan out broadcasts and topic frames, flushing
 //! each receiver as it is served; flush whatever else has output. A flush is
 //! one `send` (small frames copied together) or `sendmsg` (big queues).
 
