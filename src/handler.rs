@@ -228,13 +228,49 @@ impl<'a, C> Ctx<'a, C> {
         self.env.broadcast_local(Frame::new(msg));
     }
 
-    /// Subscribes this connection to `topic`: every message published on
-    /// it from now on is queued here (the frame shared with every other
-    /// subscriber). False if it already was. Send the topic's last value
-    /// yourself if you want one ([`Ctx::topics`]`.snapshot(..)`), after
-    /// subscribing, so that no publish is missed in between.
+    /// Subscribes this connection to `topic` from the next publish on: every
+    /// message published on it after this call is queued here (the frame
+    /// shared with every other subscriber), and none from before, not even
+    /// one still on its way to this reactor. False if it already was
+    /// subscribed.
+    ///
+    /// To send the topic's last value (or what a client missed) as well, use
+    /// [`Ctx::subscribe_after`] with the seq of what you send.
     pub fn subscribe(&mut self, topic: &TopicName) -> bool {
-        self.conn.subscribe(self.env, self.slot, topic)
+        let after = self.topics().latest_seq(topic.as_str());
+        self.subscribe_after(topic, after)
+    }
+
+    /// Subscribes this connection to the publishes on `topic` numbered after
+    /// `seq`, typically the seq of the last value or history replay that
+    /// this callback sends, read from [`Ctx::topics`] just before. Publishes
+    /// up to `seq` that are still on their way to this reactor are not
+    /// delivered here, so the client gets every seq once and in order:
+    /// nothing older after its snapshot, and no gap. False if it already
+    /// was subscribed.
+    ///
+    /// ```
+    /// use wsreactor::pubsub::TopicName;
+    /// use wsreactor::{Ctx, Handler};
+    ///
+    /// /// Every client watches one topic: its last value, then each publish.
+    /// struct Watch(TopicName);
+    ///
+    /// impl Handler for Watch {
+    ///     type Conn = ();
+    ///
+    ///     fn on_open(&mut self, cx: &mut Ctx<'_, ()>) {
+    ///         let last = cx.topics().snapshot(self.0.as_str());
+    ///         let seq = last.as_ref().map_or(0, |(seq, _)| *seq);
+    ///         cx.subscribe_after(&self.0, seq);
+    ///         if let Some((_, frame)) = last {
+    ///             let _ = cx.send_frame(&frame);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn subscribe_after(&mut self, topic: &TopicName, seq: u64) -> bool {
+        self.conn.subscribe(self.env, self.slot, topic, seq)
     }
 
     /// Unsubscribes from `topic`; false if not subscribed.

@@ -706,7 +706,7 @@ impl ServerHandle {
         let shared = &self.shared;
         shared.store.publish_with(topic, payload, |seq, frame| {
             for (i, inbox) in shared.inboxes.iter().enumerate() {
-                let cmd = Command::Publish(topic.clone(), frame.clone());
+                let cmd = Command::Publish(topic.clone(), seq, frame.clone());
                 if Some(i) == own {
                     inbox.post_quiet(cmd);
                 } else {

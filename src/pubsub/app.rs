@@ -14,10 +14,10 @@ use super::protocol::{
     parse_binary_publish, parse_client_op, write_pong, write_published, write_resync,
     write_subscribed, write_unsubscribed,
 };
-use super::store::Since;
+use super::store::{Since, TopicStore};
 use super::topic::TopicName;
 use super::wire::Payload;
-use crate::{Accept, Ctx, Handler, Message, Reject, Request};
+use crate::{Accept, Ctx, Frame, Handler, Message, Reject, Request};
 
 /// The topic server's handler.
 ///
@@ -38,6 +38,37 @@ pub struct PubSub {
     limits: Limits,
     token: Option<Arc<str>>,
     reply: String,
+}
+
+/// What a new subscriber of a topic is sent: the last value, or what it
+/// missed since the seq it names (in the epoch it names, if any), or a
+/// resync notice and the last value; `seq` is the last one of those.
+struct CatchUp {
+    seq: u64,
+    resync: bool,
+    frames: Vec<Frame>,
+}
+
+impl CatchUp {
+    fn read(store: &TopicStore, topic: &TopicName, since: Option<(Option<u64>, u64)>) -> CatchUp {
+        let (seq, resync, frames) = match since {
+            None => match store.snapshot(topic.as_str()) {
+                Some((seq, f)) => (seq, false, vec![f]),
+                None => (0, false, Vec::new()),
+            },
+            Some((epoch, since)) => match store.since_in(topic.as_str(), epoch, since) {
+                Since::UpToDate => (since, false, Vec::new()),
+                Since::Frames(v) => {
+                    let seq = v.last().map_or(since, |(seq, _)| *seq);
+                    (seq, false, v.into_iter().map(|(_, f)| f).collect())
+                }
+                Since::Resync { latest, snapshot } => {
+                    (latest, true, snapshot.into_iter().collect())
+                }
+            },
+        };
+        CatchUp { seq, resync, frames }
+    }
 }
 
 /// What the topic server keeps per connection.
@@ -77,16 +108,29 @@ impl PubSub {
                     );
                     return Err(OpError::new(ErrorCode::TooManyTopics, msg).with_id(id));
                 }
-                // Subscribe first, then read the store: a publish racing this
-                // may arrive twice (the client drops it by seq), never not at all.
-                for s in &topics {
-                    cx.subscribe(&s.topic);
-                }
+                // Read what each topic's new subscriber should see first, then
+                // subscribe after exactly its seq: every seq once, in order.
+                let catch_ups: Vec<CatchUp> = topics
+                    .iter()
+                    .map(|s| {
+                        let since = s.since.map(|seq| (epoch, seq));
+                        let up = CatchUp::read(cx.topics(), &s.topic, since);
+                        cx.subscribe_after(&s.topic, up.seq);
+                        up
+                    })
+                    .collect();
                 let here = cx.topics().epoch();
                 write_subscribed(&mut self.reply, id, topics.iter().map(|s| &s.topic), here);
                 let _ = cx.send_text(&self.reply);
-                for s in &topics {
-                    self.catch_up(cx, &s.topic, s.since.map(|seq| (epoch, seq)));
+                for (s, up) in topics.iter().zip(&catch_ups) {
+                    if up.resync {
+                        self.reply.clear();
+                        write_resync(&mut self.reply, None, s.topic.as_str(), up.seq);
+                        let _ = cx.send_text(&self.reply);
+                    }
+                    for f in &up.frames {
+                        let _ = cx.send_frame(f);
+                    }
                 }
             }
             ClientOp::Unsubscribe { id, topics } => {
@@ -109,34 +153,6 @@ impl PubSub {
             }
         }
         Ok(())
-    }
-
-    /// Sends what a new subscriber of `topic` should see: the last value, or
-    /// what it missed since `since` (a seq, and the epoch it was counted in
-    /// if the client named one), or a resync notice and the last value.
-    fn catch_up(
-        &mut self,
-        cx: &mut Ctx<'_, PubSubConn>,
-        topic: &TopicName,
-        since: Option<(Option<u64>, u64)>,
-    ) {
-        let store = cx.topics();
-        let frames = match since {
-            None => store.snapshot(topic.as_str()).map(|(_, f)| f).into_iter().collect(),
-            Some((epoch, seq)) => match store.since_in(topic.as_str(), epoch, seq) {
-                Since::UpToDate => Vec::new(),
-                Since::Frames(v) => v.into_iter().map(|(_, f)| f).collect(),
-                Since::Resync { latest, snapshot } => {
-                    self.reply.clear();
-                    write_resync(&mut self.reply, None, topic.as_str(), latest);
-                    let _ = cx.send_text(&self.reply);
-                    snapshot.into_iter().collect::<Vec<_>>()
-                }
-            },
-        };
-        for f in &frames {
-            let _ = cx.send_frame(f);
-        }
     }
 
     fn handle_binary(&mut self, cx: &mut Ctx<'_, PubSubConn>, bytes: &[u8]) -> Result<(), OpError> {

@@ -42,8 +42,10 @@
 //! integer) with no gaps. A client remembers the last `seq` it saw per topic:
 //! - a `seq` more than one above it means deliveries were lost (e.g. dropped
 //!   for a slow consumer): resubscribe with `since` to get them back;
-//! - a `seq` at or below it is a duplicate (a snapshot or a replay racing a
-//!   live delivery) and must be ignored.
+//! - a `seq` at or below it is a duplicate and must be ignored. A new
+//!   subscription gets none (its snapshot or replay is followed by the next
+//!   seq exactly); subscribing again with `since` to a topic the connection
+//!   still holds replays beside the live deliveries, and those may repeat.
 //!
 //! ## Epochs
 //! Sequence numbers start over when the server restarts (more exactly: when
@@ -167,13 +169,14 @@
 //! reason `too many bad requests`; any successful request resets the count.
 //!
 //! ## Integration notes (for the reactor)
-//! - Subscribe: add the connection to the reactor's subscriber set *first*,
-//!   then reply `subscribed` (with [`TopicStore::epoch`]), then read
-//!   [`TopicStore::snapshot`] or [`TopicStore::since_in`] (with the
-//!   request's epoch): a publish racing the subscription may then
-//!   arrive twice (dropped by the client's duplicate rule), never be missed.
-//!   A reactor that remembers the seq it sent per subscription can drop such
-//!   duplicates itself.
+//! - Subscribe: read [`TopicStore::snapshot`] or [`TopicStore::since_in`]
+//!   (with the request's epoch), add the connection to the subscriber set
+//!   for the publishes *after* the last seq read
+//!   ([`Ctx::subscribe_after`](crate::Ctx::subscribe_after)), reply
+//!   `subscribed` (with [`TopicStore::epoch`]), then send what was read.
+//!   Publishes up to that seq may still be on their way to the reactor; it
+//!   passes the new subscriber over for them, so the client gets every seq
+//!   once and in order, none missed.
 //! - Frames from several publishing threads on one topic reach the reactors
 //!   in seq order only when handed on inside [`TopicStore::publish_with`].
 //! - [`ConnTopics`] is the per-connection set (cap, all-or-nothing

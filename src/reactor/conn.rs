@@ -307,11 +307,17 @@ impl<C> Conn<C> {
         self.status()
     }
 
-    /// Adds the connection to `topic`'s subscribers on this reactor; false
-    /// if it already was one.
-    pub(crate) fn subscribe(&mut self, env: &mut Env, slot: usize, topic: &TopicName) -> bool {
+    /// Adds the connection to `topic`'s subscribers on this reactor, for
+    /// the publishes after seq `after`; false if it already was one.
+    pub(crate) fn subscribe(
+        &mut self,
+        env: &mut Env,
+        slot: usize,
+        topic: &TopicName,
+        after: u64,
+    ) -> bool {
         self.flags |= TOPICS;
-        env.topics.subscribe(slot, self.generation, topic)
+        env.topics.subscribe(slot, self.generation, topic, after)
     }
 
     /// Queues a topic's frame, tagged (`tag`: the topic's id) for

@@ -13,8 +13,8 @@ use crate::pubsub::TopicName;
 pub(crate) enum Command {
     /// Send these encoded frames to every open connection.
     Broadcast(Vec<Frame>),
-    /// Send this topic's frame to the topic's subscribers.
-    Publish(TopicName, Frame),
+    /// Send this topic's frame (its publish number `seq`) to the topic's subscribers.
+    Publish(TopicName, u64, Frame),
     /// Stop accepting, close every connection with 1001, exit by the deadline.
     Shutdown(Instant),
 }

@@ -149,9 +149,11 @@ pub(crate) struct Reactor<H: Handler> {
     remote_broadcasts: Vec<Frame>,
     /// Topic frames that arrived through the inbox this turn (this reactor's
     /// own publishes too), each topic's in seq order.
-    publishes: Vec<(TopicName, Frame)>,
+    publishes: Vec<(TopicName, u64, Frame)>,
     /// Scratch copy of a topic's members (they may change during delivery).
     members: Vec<Member>,
+    /// Scratch: the members a publish passes over (they joined after it).
+    skip: Vec<Member>,
     /// Scratch list of slots (reused to avoid an allocation per fan-out).
     slots: Vec<usize>,
     commands: Vec<Command>,
@@ -226,6 +228,7 @@ impl<H: Handler> Reactor<H> {
             dirty: Vec::new(),
             remote_broadcasts: Vec::new(),
             publishes: Vec::new(),
+            skip: Vec::new(),
             members: Vec::new(),
             slots: Vec::new(),
             commands: Vec::new(),
@@ -392,7 +395,7 @@ impl<H: Handler> Reactor<H> {
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Broadcast(frames) => self.remote_broadcasts.extend(frames),
-                Command::Publish(topic, frame) => self.publishes.push((topic, frame)),
+                Command::Publish(topic, seq, frame) => self.publishes.push((topic, seq, frame)),
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }
         }
@@ -554,24 +557,34 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Hands this turn's topic frames to the topics' subscribers here, in
-    /// publish order, applying each topic's slow-consumer policy.
+    /// publish order, applying each topic's slow-consumer policy. A member
+    /// whose subscription starts after a publish's seq is passed over for it.
     fn deliver_topics(&mut self) {
         if self.publishes.is_empty() {
             return;
         }
         let mut publishes = std::mem::take(&mut self.publishes);
         let mut members = std::mem::take(&mut self.members);
-        let first = &publishes[0].0;
-        if publishes.iter().all(|(t, _)| t == first) {
-            // One topic this turn (the common case): each subscriber gets all of
-            // its frames and is flushed at once, in one pass over the members,
-            // so its buffers go back to the pool before the next one's are taken.
+        let (first, first_seq, _) = &publishes[0];
+        let one_pass = publishes.iter().all(|(t, _, _)| t == first)
+            && self
+                .env
+                .topics
+                .id(first.as_str())
+                .is_some_and(|id| !self.env.topics.has_joiners_until(id, *first_seq));
+        if one_pass {
+            // One topic this turn and nobody to pass over (the common case):
+            // each subscriber gets all of its frames and is flushed at once, in
+            // one pass over the members, so its buffers go back to the pool
+            // before the next one's are taken.
             if let Some(id) = self.env.topics.id(first.as_str()) {
+                let last_seq = publishes.iter().map(|p| p.1).max().unwrap_or(0);
+                self.env.topics.start_delivery(id, last_seq, &mut self.skip);
                 let policy = self.env.topics.policy(id);
                 members.extend_from_slice(self.env.topics.members(id));
                 for m in members.drain(..) {
                     let slot = m.slot as usize;
-                    let live = publishes.iter().all(|(_, frame)| {
+                    let live = publishes.iter().all(|(_, _, frame)| {
                         self.queue_topic_frame(slot, m.generation, frame, id, policy)
                     });
                     if live {
@@ -580,17 +593,23 @@ impl<H: Handler> Reactor<H> {
                 }
             }
         } else {
-            for (topic, frame) in &publishes {
+            let mut skip = std::mem::take(&mut self.skip);
+            for (topic, seq, frame) in &publishes {
                 let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
+                self.env.topics.start_delivery(id, *seq, &mut skip);
                 let policy = self.env.topics.policy(id);
                 members.extend_from_slice(self.env.topics.members(id));
                 for m in members.drain(..) {
+                    if !skip.is_empty() && skip.binary_search(&m).is_ok() {
+                        continue;
+                    }
                     let slot = m.slot as usize;
                     if self.queue_topic_frame(slot, m.generation, frame, id, policy) {
                         self.mark_dirty(slot);
                     }
                 }
             }
+            self.skip = skip;
         }
         publishes.clear();
         self.publishes = publishes;
