@@ -267,3 +267,39 @@ fn fanout_speaks_the_topic_protocol() {
     assert!(!f.kept_up && f.kept_up_why.contains("unauthorized"), "{}", f.kept_up_why);
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
+
+/// Takes only upgrades that carry `X-Token: abc`, and chooses subprotocol
+/// `bench.v1` when it is offered.
+struct Gated;
+
+impl Handler for Gated {
+    type Conn = ();
+    fn on_upgrade(
+        &mut self,
+        req: &wsreactor::Request<'_>,
+    ) -> Result<wsreactor::Accept<()>, wsreactor::Reject> {
+        if req.header_str("x-token") != Some("abc") {
+            return Err(wsreactor::Reject::new(401, "token required"));
+        }
+        let chosen = req.protocols().find(|p| *p == "bench.v1");
+        Ok(wsreactor::Accept::new(()).protocol(chosen))
+    }
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        let _ = cx.send(msg);
+    }
+}
+
+#[test]
+fn echo_sends_headers_and_offers_subprotocols() {
+    let (url, running) = start(|_| Gated);
+    let base = ["-u", &url, "-c", "4", "-w", "2", "-d", "200ms", "--warmup", "50ms", "-q"];
+    let with = |extra: &[&str]| echo(&[&base[..], extra].concat());
+    let r = with(&["--header", "X-Token: abc", "--protocol", "bench.v2", "--protocol", "bench.v1"])
+        .expect("run");
+    assert!(r.messages > 10, "{r:?}");
+    assert_eq!((r.failed, r.verify_errors), (0, 0), "{:?}", r.errors);
+
+    let refused = with(&["--protocol", "bench.v1"]).expect_err("no token, no connection");
+    assert!(refused.contains("status 401"), "{refused}");
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}

@@ -817,7 +817,7 @@ impl<B: Behaviour> Engine<B> {
         let c = &mut self.slab[key];
         let mut off = 0;
         if let State::Handshaking(hs) = &c.state {
-            match hs.finish(buf) {
+            match hs.finish(buf, &self.cfg.target) {
                 Ok(Some((n, agreed))) => {
                     off = n;
                     if let (Some(agreed), Some(opts)) = (agreed, &self.cfg.deflate) {

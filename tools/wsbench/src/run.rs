@@ -11,7 +11,7 @@ use crate::deflate::DeflateOpts;
 use crate::engine::{Behaviour, Control, Engine, EngineConfig, EngineStats, Phase};
 use crate::stats::{Cpu, Report};
 use crate::sys::CpuSnapshot;
-use crate::wire::Target;
+use crate::wire::{Target, parse_header};
 
 /// Options every mode shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,6 +46,14 @@ pub struct Common {
     /// Source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
     #[arg(long, value_delimiter = ',')]
     pub src_ips: Vec<IpAddr>,
+    /// An extra request header for every upgrade, `NAME: VALUE` (repeatable), e.g.
+    /// --header 'Authorization: Bearer abc'.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// A subprotocol to offer (repeatable, most preferred first); a server that
+    /// chooses one not offered fails the connection.
+    #[arg(long = "protocol", value_name = "NAME")]
+    pub protocols: Vec<String>,
     /// Largest message accepted from the server.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub max_message: usize,
@@ -180,7 +188,9 @@ pub fn run<B>(
 where
     B: Behaviour + Send + 'static,
 {
-    let target = Arc::new(Target::parse(&common.url)?);
+    let target = Target::parse(&common.url)?
+        .with_request(common.protocols.clone(), common.headers.clone())?;
+    let target = Arc::new(target);
     let threads = behaviours.len();
     let ctl = Arc::new(Control::new(threads));
     let shares = split(total, threads);

@@ -94,6 +94,10 @@ pub struct Target {
     pub host: String,
     /// The request path.
     pub path: String,
+    /// Subprotocols offered (`Sec-WebSocket-Protocol`), in order of preference.
+    pub protocols: Vec<String>,
+    /// Extra request headers (e.g. `Authorization`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Target {
@@ -114,8 +118,34 @@ impl Target {
         if !addr.ip().is_loopback() {
             return Err(format!("{url}: wsbench only targets loopback addresses"));
         }
-        Ok(Target { addr, host: hostport.to_string(), path: path.to_string() })
+        Ok(Target {
+            addr,
+            host: hostport.to_string(),
+            path: path.to_string(),
+            protocols: Vec::new(),
+            headers: Vec::new(),
+        })
     }
+
+    /// Offers `protocols` and sends `headers` with every upgrade request;
+    /// fails (before any connection) on names or values that cannot go into
+    /// a request head.
+    pub fn with_request(
+        mut self,
+        protocols: Vec<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<Target, String> {
+        self.protocols = protocols;
+        self.headers = headers;
+        ClientHandshake::start(&self, &mut Vec::new(), None)?;
+        Ok(self)
+    }
+}
+
+/// Parses a `--header` value, `NAME: VALUE` (or `NAME:VALUE`).
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected NAME: VALUE"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
 /// A client handshake in progress: the key sent, to check the server's accept.
@@ -141,14 +171,17 @@ impl ClientHandshake {
         nonce[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
         let key = generate_key(nonce);
         let ext = deflate.map(client_offer);
+        let protocols: Vec<&str> = target.protocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> =
+            target.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         write_client_request(
             out,
             &target.host,
             &target.path,
             key.as_str(),
-            &[],
+            &protocols,
             ext.as_deref(),
-            &[],
+            &headers,
         )
         .map_err(|e| format!("request: {e:?}"))?;
         Ok(ClientHandshake { key, deflate: deflate.copied() })
@@ -158,11 +191,21 @@ impl ClientHandshake {
     ///
     /// `Ok(Some((n, deflate)))`: the response head is the first `n` bytes (frames
     /// may follow); `deflate` is what the server agreed to when it was offered.
-    /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly, or
-    /// did not accept the permessage-deflate that was offered.
-    pub fn finish(&self, buf: &[u8]) -> Result<Option<(usize, Option<Negotiated>)>, String> {
+    /// `Ok(None)`: incomplete. `Err`: the server refused or answered wrongly
+    /// (e.g. chose a subprotocol of `target`'s that was not offered), or did not
+    /// accept the permessage-deflate that was offered.
+    pub fn finish(
+        &self,
+        buf: &[u8],
+        target: &Target,
+    ) -> Result<Option<(usize, Option<Negotiated>)>, String> {
         match parse_response(buf, self.key.as_str(), MAX_RESPONSE_HEAD) {
             Ok(Some((resp, n))) => {
+                if let Some(p) = resp.protocol()
+                    && !target.protocols.iter().any(|o| o == p)
+                {
+                    return Err(format!("the server chose subprotocol {p:?}, not offered"));
+                }
                 let Some(offer) = &self.deflate else { return Ok(Some((n, None))) };
                 match parse_client_response(resp.extensions(), offer) {
                     Ok(Some(agreed)) => Ok(Some((n, Some(agreed)))),
@@ -190,5 +233,48 @@ mod tests {
         assert_eq!(t.path, "/");
         assert!(Target::parse("ws://10.0.0.1:80/").is_err());
         assert!(Target::parse("wss://127.0.0.1:80/").is_err());
+    }
+
+    fn response(key: &str, protocol: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::new();
+        wsreactor::proto::handshake::write_accept_response(
+            &mut out,
+            key.as_bytes(),
+            protocol,
+            None,
+            &[],
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn requests_carry_protocols_and_headers_and_check_the_choice() {
+        let t = Target::parse("ws://127.0.0.1:9001/")
+            .unwrap()
+            .with_request(
+                vec!["v2".into(), "v1".into()],
+                vec![parse_header("X-Token: abc").unwrap()],
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        let hs = ClientHandshake::start(&t, &mut out, None).unwrap();
+        let req = String::from_utf8(out).unwrap();
+        assert!(req.contains("Sec-WebSocket-Protocol: v2, v1\r\n"), "{req}");
+        assert!(req.contains("X-Token: abc\r\n"), "{req}");
+        let key = hs.key.as_str();
+        assert!(matches!(hs.finish(&response(key, Some("v1")), &t), Ok(Some(_))));
+        assert!(matches!(hs.finish(&response(key, None), &t), Ok(Some(_))));
+        let chosen = hs.finish(&response(key, Some("v3")), &t).unwrap_err();
+        assert!(chosen.contains("\"v3\", not offered"), "{chosen}");
+    }
+
+    #[test]
+    fn bad_headers_fail_before_any_connection() {
+        let t = Target::parse("ws://127.0.0.1:9001/").unwrap();
+        assert!(parse_header("no colon").is_err());
+        assert!(t.clone().with_request(vec![], vec![("X Y".into(), "1".into())]).is_err());
+        assert!(t.clone().with_request(vec![], vec![("X".into(), "a\r\nb".into())]).is_err());
+        assert!(t.with_request(vec!["a b".into()], vec![]).is_err());
     }
 }
