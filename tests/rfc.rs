@@ -158,6 +158,11 @@ fn protocol_violations_close_with_1002() {
         ("close code 1016", masked(true, 8, &1016u16.to_be_bytes())),
         ("close code 2999", masked(true, 8, &2999u16.to_be_bytes())),
         ("close code 5000", masked(true, 8, &5000u16.to_be_bytes())),
+        ("length 5 in 16 bits", [&[0x82, 0xFE, 0, 5, 1, 2, 3, 4][..], &[0; 5]].concat()),
+        (
+            "length 200 in 64 bits",
+            [&[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4][..], &[0; 200]].concat(),
+        ),
     ];
     for (name, bytes) in cases {
         assert_eq!(close_code_for(&server, &bytes), Some(1002), "{name}");

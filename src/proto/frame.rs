@@ -85,8 +85,8 @@ const LEN_64: u8 = 127;
 /// Parses a frame header from the start of `buf`.
 ///
 /// `Ok(None)` means more bytes are needed. Errors only for what makes the
-/// header itself meaningless: a reserved opcode or a 64-bit length with the
-/// top bit set. Rules that depend on state (masking, RSV bits, control frame
+/// header itself invalid: a reserved opcode, a 64-bit length with the top
+/// bit set, or a length not in its shortest encoding (124 as `126, 0, 124`). Rules that depend on state (masking, RSV bits, control frame
 /// limits) are checked by [`crate::proto::Decoder`].
 ///
 /// Each error is reported as soon as the bytes that cause it are present: a
@@ -116,18 +116,19 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, ProtoError> {
     let Some(&b1) = buf.get(1) else { return Ok(None) };
     let rest = &buf[2..];
     let (payload_len, ext_len) = match b1 & !MASK {
+        // RFC 6455 §5.2: the length in its shortest encoding, and 63 bits at most.
         LEN_16 => match rest.first_chunk::<2>() {
-            Some(b) => (u64::from(u16::from_be_bytes(*b)), 2),
+            Some(b) => match u16::from_be_bytes(*b) {
+                len @ 126.. => (u64::from(len), 2),
+                _ => return Err(ProtoError::BadLength),
+            },
             None => return Ok(None),
         },
         LEN_64 => match rest.first_chunk::<8>() {
-            Some(b) => {
-                let len = u64::from_be_bytes(*b);
-                if len >> 63 != 0 {
-                    return Err(ProtoError::BadLength);
-                }
-                (len, 8)
-            }
+            Some(b) => match u64::from_be_bytes(*b) {
+                len @ 0x1_0000..=0x7FFF_FFFF_FFFF_FFFF => (len, 8),
+                _ => return Err(ProtoError::BadLength),
+            },
             None => return Ok(None),
         },
         len => (u64::from(len), 0),
@@ -327,6 +328,21 @@ mod tests {
         assert_eq!(parse_header(&bytes), Err(ProtoError::BadLength));
         // But not before the length itself is complete.
         assert_eq!(parse_header(&bytes[..9]), Ok(None));
+    }
+
+    #[test]
+    fn lengths_not_in_their_shortest_encoding_are_bad() {
+        for (bytes, ok) in [
+            (&[0x82, 126, 0, 125][..], false),
+            (&[0x82, 126, 0, 0][..], false),
+            (&[0x82, 126, 0, 126][..], true),
+            (&[0x82, 127, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF][..], false),
+            (&[0x82, 127, 0, 0, 0, 0, 0, 0, 0, 5][..], false),
+            (&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0][..], true),
+        ] {
+            let got = parse_header(bytes);
+            assert_eq!(got.is_ok(), ok, "{bytes:?}: {got:?}");
+        }
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub enum ProtoError {
     ReservedBits,
     /// An opcode RFC 6455 does not define (3-7, 0xB-0xF).
     UnknownOpcode(u8),
-    /// A 64-bit payload length with the most significant bit set.
+    /// A 64-bit payload length with the most significant bit set, or a
+    /// length not in its shortest encoding.
     BadLength,
     /// A control frame with a payload over 125 bytes.
     ControlTooLong,
