@@ -303,3 +303,52 @@ fn echo_sends_headers_and_offers_subprotocols() {
     assert!(refused.contains("status 401"), "{refused}");
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
+
+/// Echoes text; closes with 1003 on a binary message.
+struct TextOnly;
+
+impl Handler for TextOnly {
+    type Conn = ();
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        match msg {
+            Message::Text(_) => {
+                let _ = cx.send(msg);
+            }
+            Message::Binary(_) => cx.close(wsreactor::CloseCode(1003), "text only"),
+        }
+    }
+}
+
+#[test]
+fn echo_sends_text_when_asked() {
+    let (url, running) = start(|_| TextOnly);
+    for size in ["5", "64", "100KiB"] {
+        let r = echo(&[
+            "-u",
+            &url,
+            "-c",
+            "4",
+            "-w",
+            "4",
+            "-s",
+            size,
+            "--fragment",
+            "30000",
+            "--text",
+            "-d",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "-q",
+        ])
+        .expect("run");
+        assert!(r.messages > 10, "{size}: {r:?}");
+        assert_eq!((r.failed, r.lost, r.verify_errors), (0, 0, 0), "{size}: {:?}", r.errors);
+    }
+    // Binary messages are what this server refuses.
+    let r = echo(&["-u", &url, "-c", "2", "-d", "200ms", "--warmup", "50ms", "-q"]);
+    let r = r.expect("run");
+    assert_eq!((r.messages, r.lost), (0, 2), "{r:?}");
+    assert_eq!(r.errors.get("server sent close 1003"), Some(&2), "{:?}", r.errors);
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}

@@ -1,8 +1,9 @@
 //! `echo`: C connections, messages of S bytes, W in flight per connection;
 //! every echoed payload is checked byte for byte.
 //!
-//! A payload is the message's sequence number (8 bytes, little endian; cut
-//! short for messages under 8 bytes) followed by a fixed pattern. Echoes come
+//! A payload is the message's sequence number (8 bytes, little endian, or 8
+//! hex digits with `--text`; cut short for messages under 8 bytes) followed
+//! by a fixed pattern (ASCII letters with `--text`). Echoes come
 //! back in order on each connection, so the receiver knows which sequence
 //! number to expect and compares every byte, piece by piece as fragments or
 //! reads arrive. Send times live in a ring of W slots per connection.
@@ -38,6 +39,9 @@ pub struct EchoArgs {
     /// Send each message as frames of at most this many bytes (0: one frame).
     #[arg(long, default_value = "0", value_parser = crate::clock::parse_size)]
     pub fragment: usize,
+    /// Send text messages (ASCII payloads, the sequence number in hex) instead of binary.
+    #[arg(long)]
+    pub text: bool,
 }
 
 /// Per-connection echo state.
@@ -57,6 +61,7 @@ pub struct EchoConn {
 /// One thread's echo behaviour.
 pub struct Echo {
     template: Arc<[u8]>,
+    opcode: OpCode,
     w: usize,
     frag: usize,
     interval: Option<u64>,
@@ -78,11 +83,15 @@ pub struct Echo {
 }
 
 impl Echo {
-    fn new(size: usize, w: usize, frag: usize, interval: Option<u64>) -> Echo {
-        let template: Vec<u8> =
-            (0..size).map(|i| (i as u32).wrapping_mul(31).wrapping_add(7) as u8).collect();
+    fn new(size: usize, w: usize, frag: usize, interval: Option<u64>, text: bool) -> Echo {
+        let byte = |i: usize| (i as u32).wrapping_mul(31).wrapping_add(7) as u8;
+        let template: Vec<u8> = match text {
+            true => (0..size).map(|i| b'a' + byte(i) % 26).collect(),
+            false => (0..size).map(byte).collect(),
+        };
         Echo {
             template: template.into(),
+            opcode: if text { OpCode::Text } else { OpCode::Binary },
             w: w.max(1),
             frag,
             interval,
@@ -106,9 +115,21 @@ impl Echo {
         st.ring[slot] = t;
         st.next_send += 1;
         self.outstanding += 1;
-        let seq_bytes = seq.to_le_bytes();
+        let seq_bytes = self.seq_bytes(seq);
         let k = self.template.len().min(8);
-        cx.tx().message(OpCode::Binary, &[&seq_bytes[..k], &self.template[k..]], self.frag);
+        cx.tx().message(self.opcode, &[&seq_bytes[..k], &self.template[k..]], self.frag);
+    }
+
+    /// How message `seq` starts: its number in binary, or in hex for text.
+    fn seq_bytes(&self, seq: u64) -> [u8; 8] {
+        if self.opcode == OpCode::Binary {
+            return seq.to_le_bytes();
+        }
+        let mut out = [0u8; 8];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[((seq >> (28 - 4 * i)) & 0xF) as usize];
+        }
+        out
     }
 
     fn in_flight(st: &EchoConn) -> usize {
@@ -121,7 +142,7 @@ impl Echo {
         if off + data.len() > size {
             return false;
         }
-        let seq_bytes = seq.to_le_bytes();
+        let seq_bytes = self.seq_bytes(seq);
         let head = size.min(8);
         let mut i = 0;
         while i < data.len() && off + i < head {
@@ -263,7 +284,7 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
     let threads = c.threads.clamp(1, args.conns);
     let interval = args.rate.map(|r| (1e9 * threads as f64 / r.max(1e-3)) as u64);
     let behaviours: Vec<Echo> = (0..threads)
-        .map(|_| Echo::new(args.size, args.in_flight, args.fragment, interval))
+        .map(|_| Echo::new(args.size, args.in_flight, args.fragment, interval, args.text))
         .collect();
     let plan = Plan::load(c);
     let out = run(c, args.conns, behaviours, plan, &mut |_| {})?;
@@ -274,6 +295,9 @@ pub fn main(args: &EchoArgs) -> Result<Report, String> {
     }
     if args.fragment > 0 {
         params.push_str(&format!(" --fragment {}", args.fragment));
+    }
+    if args.text {
+        params.push_str(" --text");
     }
     let mut report = out.base_report("echo", c, params);
     let mut hist = new_histogram();
