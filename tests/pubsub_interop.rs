@@ -25,10 +25,11 @@ use wsreactor::{Accept, Builder, CloseCode, Ctx, Handler, Message, Reject, Reque
 
 /// Every check each script runs when given all five servers, in order, and whether it needs a
 /// `subscribed` reply: those that do fail against [`SilentSubscribe`], the others pass.
-const CHECKS: [(&str, bool); 26] = [
+const CHECKS: [(&str, bool); 27] = [
     ("subscribe_reply_echoes_id", true),
     ("deliveries_in_order_3x2000", true),
     ("snapshot_on_subscribe", true),
+    ("join_mid_stream_no_older_than_snapshot", true),
     ("since_without_history", true),
     ("since_wrong_epoch_resyncs", true),
     ("history_since_replays_missed", true),

@@ -477,6 +477,45 @@ class Checks {
     expect(rest[0] === seen[2], () => `snapshot ${short(rest[0])} differs from the live ${short(seen[2])}`);
   }
 
+  /**
+   * Subscribers join a topic while it is published on without pause: each sees its snapshot and
+   * then the next seqs exactly, never one older than the snapshot.
+   */
+  async joinMidStream() {
+    const topic = this.topic('md.MID');
+    const [rounds, reads] = [20, 25];
+    const pub = await this.publisher();
+    await pub.send(binaryPublish(topic, Buffer.from('0'))); // so that every join has a snapshot
+    let stop = false;
+    const feed = async () => {
+      for (let i = 1; !stop; i++) {
+        await pub.send(binaryPublish(topic, Buffer.from(String(i))));
+        // Long bursts, with pauses for the subscribers to read.
+        if (i % 200 === 0) await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const joins = async () => {
+      try {
+        for (let r = 0; r < rounds; r++) {
+          const ws = await this.open();
+          // The snapshot, and maybe live deliveries before the pong.
+          const rest = await this.subscribe(ws, [topic]);
+          expect(rest.length > 0, () => `join ${r}: no snapshot`);
+          const seqs = rest.map((raw) => decode(raw, `join ${r}: the catch-up`).seq);
+          for (let k = 0; k < reads; k++) seqs.push(decode(await ws.next(`join ${r}: delivery ${k + 1}`)).seq);
+          expect(
+            seqs.every((seq, k) => seq === seqs[0] + k),
+            () => `join ${r}: seqs ${seqs.join(',')}, not consecutive from the snapshot`,
+          );
+          ws.ws.terminate();
+        }
+      } finally {
+        stop = true;
+      }
+    };
+    await Promise.all([feed(), joins()]);
+  }
+
   async sinceWithoutHistory() {
     const topic = this.topic('md.SINCE0');
     const pub = await this.publisher();
@@ -915,6 +954,7 @@ class Checks {
     await this.run('subscribe_reply_echoes_id', () => this.subscribeReply());
     await this.run('deliveries_in_order_3x2000', () => this.orderedDeliveries());
     await this.run('snapshot_on_subscribe', () => this.snapshot());
+    await this.run('join_mid_stream_no_older_than_snapshot', () => this.joinMidStream());
     await this.run('since_without_history', () => this.sinceWithoutHistory());
     await this.run('since_wrong_epoch_resyncs', () => this.sinceWrongEpoch());
     if (this.history) {

@@ -350,6 +350,43 @@ class PubSubChecks(Checks):
                 f"snapshot {short(rest[0])} differs from the live {short(seen[2])}",
             )
 
+    async def join_mid_stream(self):
+        """Subscribers join a topic while it is published on without pause: each sees its
+        snapshot and then the next seqs exactly, never one older than the snapshot."""
+        topic, rounds, reads = self.topic("md.MID"), 20, 25
+        async with self.publisher() as pub:
+            await pub.send(binary_publish(topic, b"0"))  # so that every join has a snapshot
+            stop = asyncio.Event()
+
+            async def feed():
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    await pub.send(binary_publish(topic, str(i).encode()))
+                    if i % 200 == 0:  # long bursts, with pauses for the subscribers to read
+                        await asyncio.sleep(0.005)
+
+            async def joins():
+                try:
+                    for r in range(rounds):
+                        # Deliveries keep coming: do not wait long for a clean close.
+                        async with self.open(close_timeout=0.1) as ws:
+                            # The snapshot, and maybe live deliveries before the pong.
+                            rest = await self.subscribe(ws, [topic])
+                            expect(rest, f"join {r}: no snapshot")
+                            seqs = [decode(raw, f"join {r}: the catch-up").seq for raw in rest]
+                            for k in range(reads):
+                                raw = await recv_raw(ws, f"join {r}: delivery {k + 1}")
+                                seqs.append(decode(raw).seq)
+                            expect(
+                                seqs == list(range(seqs[0], seqs[0] + len(seqs))),
+                                f"join {r}: seqs {seqs}, not consecutive from the snapshot",
+                            )
+                finally:
+                    stop.set()
+
+            await all_of(feed(), joins())
+
     async def since_without_history(self):
         topic = self.topic("md.SINCE0")
         async with self.publisher() as pub:
@@ -763,6 +800,7 @@ class PubSubChecks(Checks):
         await self.run("subscribe_reply_echoes_id", self.subscribe_reply)
         await self.run("deliveries_in_order_3x2000", self.ordered_deliveries)
         await self.run("snapshot_on_subscribe", self.snapshot)
+        await self.run("join_mid_stream_no_older_than_snapshot", self.join_mid_stream)
         await self.run("since_without_history", self.since_without_history)
         await self.run("since_wrong_epoch_resyncs", self.since_wrong_epoch)
         if self.history:
