@@ -2,7 +2,8 @@
 //!
 //! Reads `SCENARIO__SERVER__RUN.json` reports (what `tools/compare.sh` writes),
 //! prints one Markdown table (the median of each metric per server, with the
-//! baseline / peer ratio beside each peer's figure) and draws one latency SVG
+//! baseline / peer ratio beside each peer's figure, and in how many of the
+//! runs paired by number the baseline did better) and draws one latency SVG
 //! per scenario from each server's median run.
 
 use std::collections::BTreeMap;
@@ -141,10 +142,22 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
+/// In how many of the runs that both servers made under the same number
+/// `mine` did better than `theirs` (`higher`: more is better), of how many.
+fn wins(mine: &[(u32, f64)], theirs: &[(u32, f64)], higher: bool) -> (usize, usize) {
+    let pairs: Vec<(f64, f64)> = mine
+        .iter()
+        .filter_map(|&(n, a)| theirs.iter().find(|&&(m, _)| m == n).map(|&(_, b)| (a, b)))
+        .collect();
+    let won = pairs.iter().filter(|&&(a, b)| if higher { a > b } else { a < b }).count();
+    (won, pairs.len())
+}
+
 /// Runs `summarize`: prints the Markdown table on stdout.
 pub fn main(args: &SummaryArgs) -> Result<(), String> {
-    // scenario -> server -> runs
+    // scenario -> server -> runs (with their run numbers)
     let mut runs: BTreeMap<String, BTreeMap<String, Vec<Report>>> = BTreeMap::new();
+    let mut numbers: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut servers: Vec<String> = Vec::new();
     let entries = std::fs::read_dir(&args.dir).map_err(|e| format!("{}: {e}", args.dir))?;
@@ -154,7 +167,7 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let Some(stem) = name.strip_suffix(".json") else { continue };
         let parts: Vec<&str> = stem.split("__").collect();
-        let [scen, server, _run] = parts[..] else { continue };
+        let [scen, server, run] = parts[..] else { continue };
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
         let Some(line) = text.lines().rev().find(|l| l.starts_with('{')) else { continue };
         let report: Report = serde_json::from_str(line).map_err(|e| format!("{name}: {e}"))?;
@@ -165,6 +178,8 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
             servers.push(server.to_string());
         }
         runs.entry(scen.into()).or_default().entry(server.into()).or_default().push(report);
+        let n = run.parse().unwrap_or(0);
+        numbers.entry((scen.into(), server.into())).or_default().push(n);
     }
     // The baseline first.
     servers.sort_by_key(|s| (s != &args.baseline, servers_rank(s)));
@@ -183,15 +198,26 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
                     .and_then(|rs| median(rs.iter().filter_map(|r| (m.get)(r)).collect()))
             };
             let base = med(&args.baseline);
+            // Each run's figure with its number.
+            let numbered = |s: &str| -> Vec<(u32, f64)> {
+                let (Some(rs), Some(ns)) =
+                    (by_server.get(s), numbers.get(&(scen.clone(), s.to_string())))
+                else {
+                    return Vec::new();
+                };
+                ns.iter().zip(rs).filter_map(|(&n, r)| Some((n, (m.get)(r)?))).collect()
+            };
+            let mine = numbered(&args.baseline);
             let mut cells = Vec::new();
             for s in &servers {
                 let n = by_server.get(s).map_or(0, |v| v.len());
                 let cell = match med(s) {
                     None => "-".to_string(),
                     Some(v) if s == &args.baseline => (m.fmt)(v),
-                    Some(v) => match base {
-                        Some(b) if v > 0.0 && m.higher_is_better.is_some() => {
-                            format!("{} ({:.2}x)", (m.fmt)(v), b / v)
+                    Some(v) => match (base, m.higher_is_better) {
+                        (Some(b), Some(higher)) if v > 0.0 => {
+                            let (won, of) = wins(&mine, &numbered(s), higher);
+                            format!("{} ({:.2}x; {won}/{of})", (m.fmt)(v), b / v)
                         }
                         _ => (m.fmt)(v),
                     },
@@ -244,9 +270,10 @@ pub fn main(args: &SummaryArgs) -> Result<(), String> {
         }
     }
     out.push_str(&format!(
-        "\nCells are medians; (N.NNx) is {} / peer for that metric. The CPU rows say which side \
-         was the bottleneck: a run where neither side is near 100% was slowed by something \
-         else (another process on the same core).\n",
+        "\nCells are medians; (N.NNx; W/R) is {0} / peer for that metric, and the number of \
+         runs, paired by run number (interleaved in time), in which {0} did better. The CPU \
+         rows say which side was the bottleneck: a run where neither side is near 100% was \
+         slowed by something else (another process on the same core).\n",
         args.baseline
     ));
     print!("{out}");
@@ -264,6 +291,15 @@ fn servers_rank(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::median;
+
+    #[test]
+    fn wins_pair_runs_by_number() {
+        let mine = [(1, 10.0), (2, 5.0), (3, 7.0), (4, 1.0)];
+        let theirs = [(1, 9.0), (2, 6.0), (3, 7.0)];
+        assert_eq!(super::wins(&mine, &theirs, true), (1, 3));
+        assert_eq!(super::wins(&mine, &theirs, false), (1, 3));
+        assert_eq!(super::wins(&mine, &[], true), (0, 0));
+    }
 
     #[test]
     fn medians() {
