@@ -301,8 +301,9 @@ impl Handler for SlowOpen {
 }
 
 /// A reconnect storm is accepted a slice per loop turn: an open connection
-/// is served between slices rather than after the whole queue (400 x 2 ms
-/// here), and every queued connection is still accepted and upgraded.
+/// is served between slices (64 x 2 ms) rather than after the whole queue
+/// (at least 400 x 2 ms), and every queued connection is still accepted and
+/// upgraded.
 #[test]
 fn a_connection_storm_is_accepted_in_slices_and_nobody_waits_for_all_of_it() {
     const STORM: usize = 400;
@@ -324,7 +325,7 @@ fn a_connection_storm_is_accepted_in_slices_and_nobody_waits_for_all_of_it() {
     assert_eq!(early.read_frame().unwrap().payload, b"still here");
     let waited = start.elapsed();
     assert!(
-        waited < Duration::from_millis(400),
+        waited < Duration::from_millis(600),
         "an open connection waited {waited:?} behind the accept queue"
     );
     for c in &mut clients {
