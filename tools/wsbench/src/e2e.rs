@@ -352,3 +352,39 @@ fn echo_sends_text_when_asked() {
     assert_eq!(r.errors.get("server sent close 1003"), Some(&2), "{:?}", r.errors);
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
+
+/// Broadcasts text; closes with 1003 on a binary message.
+struct TextBroadcast;
+
+impl Handler for TextBroadcast {
+    type Conn = ();
+    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+        match msg {
+            Message::Text(_) => cx.broadcast(msg),
+            Message::Binary(_) => cx.close(wsreactor::CloseCode(1003), "text only"),
+        }
+    }
+}
+
+#[test]
+fn fanout_publishes_text_when_asked() {
+    let (url, running) = start(|_| TextBroadcast);
+    let base = ["-u", &url, "-n", "10", "-w", "8", "-d", "300ms", "--warmup", "100ms", "-q"];
+    for size in ["32", "300"] {
+        let (r, f) = fanout(&[&base[..], &["--text", "-s", size]].concat());
+        assert!(f.published > 10 && f.deliveries >= f.published * 9, "{size}: {f:?}");
+        assert_every_delivery(&r, &f);
+        assert!(r.params.contains("(broadcast, text)"), "{}", r.params);
+    }
+    let Mode::Fanout(a) = parse(&[&["fanout"], &base[..], &["--text", "-s", "31"]].concat()) else {
+        unreachable!()
+    };
+    let short = crate::fanout::main(&a).expect_err("too short for the text head");
+    assert!(short.contains("at least 32"), "{short}");
+    let Mode::Fanout(a) = parse(&[&["fanout"], &base[..], &["--text", "--topics", "2"]].concat())
+    else {
+        unreachable!()
+    };
+    assert!(crate::fanout::main(&a).is_err(), "--text with --topics");
+    running.shutdown(Duration::from_secs(1)).expect("shutdown");
+}

@@ -17,6 +17,7 @@ use wsreactor::proto::OpCode;
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
 use crate::stats::{Report, new_histogram};
+use crate::wire::put_hex;
 
 /// Options of the echo mode.
 #[derive(Debug, Clone, clap::Args)]
@@ -126,9 +127,7 @@ impl Echo {
             return seq.to_le_bytes();
         }
         let mut out = [0u8; 8];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = b"0123456789abcdef"[((seq >> (28 - 4 * i)) & 0xF) as usize];
-        }
+        put_hex(&mut out, seq);
         out
     }
 

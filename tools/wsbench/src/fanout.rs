@@ -34,9 +34,12 @@ use crate::deflate::Tx;
 use crate::engine::{Behaviour, Conns, Cx, Phase};
 use crate::run::{Common, Plan, run};
 use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
+use crate::wire::{get_hex, put_hex};
 
-/// Bytes of the sequence number and timestamp at the start of each payload.
+/// Bytes of the sequence number and timestamp at the start of each payload:
+/// two little-endian u64, or with `--text` the two in 16 hex digits each.
 const HEAD: usize = 16;
+const TEXT_HEAD: usize = 32;
 /// Sequence numbers use the low bits of their u64; the run's tag the rest.
 const SEQ_BITS: u32 = 40;
 /// The publisher stops generating while this much output is queued on its socket.
@@ -100,12 +103,19 @@ pub enum Control {
 }
 
 /// A server that sends every message to every client, sender included
-/// (`wsreactor broadcast` and the peers' broadcast mode).
-pub struct Broadcast;
+/// (`wsreactor broadcast` and the peers' broadcast mode); with `text`, the
+/// messages are text messages.
+pub struct Broadcast {
+    /// Send text messages rather than binary ones.
+    pub text: bool,
+}
 
 impl Topology for Broadcast {
     fn name(&self) -> String {
-        "broadcast".into()
+        if self.text { "broadcast, text" } else { "broadcast" }.into()
+    }
+    fn publish(&self, tx: &mut Tx<'_>, _topic: u64, parts: &[&[u8]]) {
+        tx.message(if self.text { OpCode::Text } else { OpCode::Binary }, parts, 0);
     }
     fn echoes_to_publisher(&self) -> bool {
         true
@@ -213,6 +223,10 @@ pub struct FanoutArgs {
     /// `wsreactor pubsub --publish-token`).
     #[arg(long, value_name = "N")]
     pub topics: Option<u64>,
+    /// Publish text messages (ASCII payloads; the sequence number and send time in hex)
+    /// to a broadcast server, for servers that only take text. Not with --topics.
+    #[arg(long)]
+    pub text: bool,
 }
 
 /// Which sequence numbers a subscriber saw: a 1024-wide sliding window.
@@ -312,6 +326,8 @@ pub struct Shared {
 /// One thread's fan-out behaviour.
 pub struct FanoutB {
     topo: Arc<dyn Topology>,
+    /// Heads in hex (`--text`).
+    text: bool,
     shared: Arc<Shared>,
     template: Arc<[u8]>,
     interval: Option<u64>,
@@ -375,11 +391,22 @@ impl FanoutB {
         if cx.phase == Phase::Measure {
             self.published_window += 1;
         }
-        let mut head = [0u8; HEAD];
-        head[..8].copy_from_slice(&(self.shared.tag << SEQ_BITS | seq).to_le_bytes());
-        head[8..].copy_from_slice(&t.to_le_bytes());
+        let tagged = self.shared.tag << SEQ_BITS | seq;
+        let mut head = [0u8; TEXT_HEAD];
+        let head = match self.text {
+            true => {
+                put_hex(&mut head[..16], tagged);
+                put_hex(&mut head[16..], t);
+                &head[..]
+            }
+            false => {
+                head[..8].copy_from_slice(&tagged.to_le_bytes());
+                head[8..16].copy_from_slice(&t.to_le_bytes());
+                &head[..HEAD]
+            }
+        };
         let topic = seq % self.topo.topics();
-        self.topo.publish(&mut cx.tx(), topic, &[&head, &self.template[HEAD..]]);
+        self.topo.publish(&mut cx.tx(), topic, &[head, &self.template[head.len()..]]);
     }
 
     fn in_flight(&self) -> u64 {
@@ -479,7 +506,8 @@ impl Behaviour for FanoutB {
     }
 
     fn data(&mut self, cx: Cx<'_, FanConn>, data: &[u8], first: bool, fin: bool) {
-        let need = self.topo.envelope_len() + HEAD;
+        let head_len = if self.text { TEXT_HEAD } else { HEAD };
+        let need = self.topo.envelope_len() + head_len;
         let st = &mut *cx.state;
         if first {
             st.head.clear();
@@ -523,14 +551,25 @@ impl Behaviour for FanoutB {
             self.verify_errors += 1;
             return;
         }
-        let h = &st.head[pstart..pstart + HEAD];
-        let tagged = u64::from_le_bytes(h[..8].try_into().unwrap_or_default());
+        let h = &st.head[pstart..pstart + head_len];
+        let (tagged, ts) = match self.text {
+            true => match (get_hex(&h[..16]), get_hex(&h[16..])) {
+                (Some(tagged), Some(ts)) => (tagged, ts),
+                _ => {
+                    self.verify_errors += 1;
+                    return;
+                }
+            },
+            false => (
+                u64::from_le_bytes(h[..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(h[8..16].try_into().unwrap_or_default()),
+            ),
+        };
         if tagged >> SEQ_BITS != self.shared.tag {
             self.stale += 1;
             return;
         }
         let seq = tagged & ((1 << SEQ_BITS) - 1);
-        let ts = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
         if st.publisher {
             self.self_seen = self.self_seen.max(seq + 1);
             return;
@@ -633,8 +672,12 @@ fn run_tag() -> u64 {
 /// Runs the fan-out mode and returns its report.
 pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     let c = &args.common;
-    if args.size < HEAD {
-        return Err(format!("--size must be at least {HEAD} (sequence number and timestamp)"));
+    let head = if args.text { TEXT_HEAD } else { HEAD };
+    if args.size < head {
+        return Err(format!("--size must be at least {head} (sequence number and timestamp)"));
+    }
+    if args.text && args.topics.is_some() {
+        return Err("--text is for broadcast servers: the topic protocol publishes binary".into());
     }
     let topo: Arc<dyn Topology> = match args.topics {
         Some(0) => return Err("--topics must be at least 1".into()),
@@ -642,7 +685,7 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
             return Err(format!("--topics {n} is more than the {} subscribers", args.subscribers));
         }
         Some(n) => Arc::new(Topics::new(n)),
-        None => Arc::new(Broadcast),
+        None => Arc::new(Broadcast { text: args.text }),
     };
     let w = args.in_flight.max(1);
     // Longer than the most messages in flight, so a slot is free before reuse.
@@ -654,11 +697,15 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     });
     let total = args.subscribers + 1;
     let threads = c.threads.clamp(1, total);
-    let template: Arc<[u8]> =
-        (0..args.size).map(|i| (i as u32).wrapping_mul(13).wrapping_add(5) as u8).collect();
+    let byte = |i: usize| (i as u32).wrapping_mul(13).wrapping_add(5) as u8;
+    let template: Arc<[u8]> = match args.text {
+        true => (0..args.size).map(|i| b'a' + byte(i) % 26).collect(),
+        false => (0..args.size).map(byte).collect(),
+    };
     let behaviours: Vec<FanoutB> = (0..threads)
         .map(|_| FanoutB {
             topo: topo.clone(),
+            text: args.text,
             shared: shared.clone(),
             template: template.clone(),
             interval: args.rate.map(|r| (1e9 / r.max(1e-3)) as u64),
@@ -788,6 +835,21 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::{SeqTracker, published_on};
+    use crate::wire::{get_hex, put_hex};
+
+    #[test]
+    fn text_heads_round_trip() {
+        for v in [0, 1, 0xdead_beef, u64::MAX] {
+            let mut out = [0u8; 16];
+            put_hex(&mut out, v);
+            assert!(out.iter().all(u8::is_ascii_hexdigit));
+            assert_eq!(get_hex(&out), Some(v));
+        }
+        assert_eq!(get_hex(b"000000000000000g"), None);
+        let mut low = [0u8; 8];
+        put_hex(&mut low, 0x1_0000_00ff); // the low 32 bits
+        assert_eq!(&low, b"000000ff");
+    }
 
     #[test]
     fn messages_and_subscribers_spread_round_robin() {

@@ -85,6 +85,21 @@ pub fn push_close(out: &mut Vec<u8>, code: CloseCode) {
     push_frame(out, OpCode::Close, true, &[&code.0.to_be_bytes()]);
 }
 
+/// Writes the low `4 * out.len()` bits of `v` into `out` as lowercase hex
+/// digits, most significant first (text payloads carry numbers this way).
+pub fn put_hex(out: &mut [u8], v: u64) {
+    let n = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        let shift = 4 * (n - 1 - i);
+        *b = b"0123456789abcdef"[((v.checked_shr(shift as u32).unwrap_or(0)) & 0xF) as usize];
+    }
+}
+
+/// Reads what [`put_hex`] wrote; `None` for anything else.
+pub fn get_hex(digits: &[u8]) -> Option<u64> {
+    std::str::from_utf8(digits).ok().and_then(|s| u64::from_str_radix(s, 16).ok())
+}
+
 /// The target of a run: where to connect and what to ask for.
 #[derive(Debug, Clone)]
 pub struct Target {
