@@ -204,3 +204,29 @@ fn shared_mode_compresses_a_broadcast_to_1000_connections_once() {
         "one compression for 1,000 compressed receivers"
     );
 }
+
+/// Compressed text is checked for UTF-8 as it is inflated: invalid bytes in
+/// the first fragment fail the connection before the message ends, and valid
+/// text split anywhere across fragments (inside code points too) is echoed.
+#[test]
+fn compressed_text_is_utf8_checked_as_it_is_inflated() {
+    let s = server(Compression::Shared);
+    let (mut c, _) = connect(&s, "permessage-deflate");
+    c.stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut bad = b"ok ".repeat(100);
+    bad.extend_from_slice(&[0xC0, 0xAF]);
+    let bad = compressed(&mut Compressor::new(15, 1, true), &bad);
+    c.send(&frame(false, 4, 1, Some(KEY), &bad)); // the final fragment never comes
+    assert_eq!(c.expect_close(), Some(1007));
+
+    let text = "tick é ✓ 🦀 ".repeat(40);
+    let z = compressed(&mut Compressor::new(15, 1, true), text.as_bytes());
+    let (mut c, _) = connect(&s, "permessage-deflate");
+    let mut d = Decompressor::new(15, true);
+    for cut in [1, z.len() / 3, z.len() / 2, z.len() - 1] {
+        c.send(&frame(false, 4, 1, Some(KEY), &z[..cut]));
+        c.send(&frame(true, 0, 0, Some(KEY), &z[cut..]));
+        let echo = c.read_frame().expect("an echo");
+        assert_eq!(inflate(&mut d, &echo), text.as_bytes(), "cut at {cut}");
+    }
+}

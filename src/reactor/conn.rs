@@ -18,6 +18,7 @@ use crate::handler::SendStatus;
 use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
 use crate::proto::frame::{self, OpCode};
+use crate::proto::utf8::Utf8Validator;
 use crate::proto::{CloseCode, Decoder};
 use crate::pubsub::TopicName;
 use crate::server::SlowConsumer;
@@ -110,6 +111,9 @@ pub(crate) struct Bufs {
     pub(crate) carry: Vec<u8>,
     /// A message being reassembled from fragments or from several reads.
     pub(crate) message: Vec<u8>,
+    /// UTF-8 checked so far of a compressed text `message`, as it is inflated
+    /// (the decoder checks uncompressed text itself).
+    pub(crate) utf8: Utf8Validator,
     /// Output waiting for the socket.
     pub(crate) out: OutQueue,
     /// The tick of the last write that made progress (for the write-stall timeout).

@@ -8,6 +8,7 @@ use crate::handler::{Accept, Ctx, Handler, Reject};
 use crate::message::Message;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, Request};
+use crate::proto::utf8::Utf8Validator;
 use crate::proto::{CloseCode, Decoded, Event, ProtoError};
 use crate::stats::Counter;
 
@@ -263,12 +264,22 @@ fn on_event<H: Handler>(
             let b = conn.bufs.get_or_insert_with(|| bufs.take_or(Box::default));
             if first {
                 b.message.clear();
+                b.utf8 = Utf8Validator::new();
             }
             if compressed {
+                let before = b.message.len();
                 let inflated =
                     deflate.inflate(slot, data, fin, cfg.max_message_size, &mut b.message);
                 if let Err(e) = inflated {
                     b.message.clear();
+                    fail(conn, env, handler, slot, e.close_code(), e.reason());
+                    return;
+                }
+                // Invalid UTF-8 fails the connection as soon as it is inflated,
+                // not when the message ends.
+                if text && b.utf8.feed(b.message.get(before..).unwrap_or_default()).is_err() {
+                    b.message.clear();
+                    let e = ProtoError::InvalidUtf8;
                     fail(conn, env, handler, slot, e.close_code(), e.reason());
                     return;
                 }
