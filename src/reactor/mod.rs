@@ -566,30 +566,27 @@ impl<H: Handler> Reactor<H> {
         let mut publishes = std::mem::take(&mut self.publishes);
         let mut members = std::mem::take(&mut self.members);
         let (first, first_seq, _) = &publishes[0];
-        let one_pass = publishes.iter().all(|(t, _, _)| t == first)
-            && self
-                .env
-                .topics
-                .id(first.as_str())
-                .is_some_and(|id| !self.env.topics.has_joiners_until(id, *first_seq));
-        if one_pass {
-            // One topic this turn and nobody to pass over (the common case):
-            // each subscriber gets all of its frames and is flushed at once, in
+        // One topic this turn and nobody to pass over (the common case)?
+        let one_pass = match publishes.iter().all(|(t, _, _)| t == first) {
+            true => self.env.topics.id(first.as_str()),
+            false => None,
+        }
+        .filter(|&id| !self.env.topics.has_joiners_until(id, *first_seq));
+        if let Some(id) = one_pass {
+            // Each subscriber gets all of its frames and is flushed at once, in
             // one pass over the members, so its buffers go back to the pool
             // before the next one's are taken.
-            if let Some(id) = self.env.topics.id(first.as_str()) {
-                let last_seq = publishes.iter().map(|p| p.1).max().unwrap_or(0);
-                self.env.topics.start_delivery(id, last_seq, &mut self.skip);
-                let policy = self.env.topics.policy(id);
-                members.extend_from_slice(self.env.topics.members(id));
-                for m in members.drain(..) {
-                    let slot = m.slot as usize;
-                    let live = publishes.iter().all(|(_, _, frame)| {
-                        self.queue_topic_frame(slot, m.generation, frame, id, policy)
-                    });
-                    if live {
-                        self.flush(slot);
-                    }
+            let last_seq = publishes.iter().map(|p| p.1).max().unwrap_or(0);
+            self.env.topics.start_delivery(id, last_seq, &mut self.skip);
+            let policy = self.env.topics.policy(id);
+            members.extend_from_slice(self.env.topics.members(id));
+            for m in members.drain(..) {
+                let slot = m.slot as usize;
+                let live = publishes.iter().all(|(_, _, frame)| {
+                    self.queue_topic_frame(slot, m.generation, frame, id, policy)
+                });
+                if live {
+                    self.flush(slot);
                 }
             }
         } else {
