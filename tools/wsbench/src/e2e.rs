@@ -304,13 +304,16 @@ fn echo_sends_headers_and_offers_subprotocols() {
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
 
-/// Echoes text; closes with 1003 on a binary message.
-struct TextOnly;
+/// Echoes text (or broadcasts it); closes with 1003 on a binary message.
+struct TextOnly {
+    broadcast: bool,
+}
 
 impl Handler for TextOnly {
     type Conn = ();
     fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
         match msg {
+            Message::Text(_) if self.broadcast => cx.broadcast(msg),
             Message::Text(_) => {
                 let _ = cx.send(msg);
             }
@@ -321,7 +324,7 @@ impl Handler for TextOnly {
 
 #[test]
 fn echo_sends_text_when_asked() {
-    let (url, running) = start(|_| TextOnly);
+    let (url, running) = start(|_| TextOnly { broadcast: false });
     for size in ["5", "64", "100KiB"] {
         let r = echo(&[
             "-u",
@@ -353,22 +356,9 @@ fn echo_sends_text_when_asked() {
     running.shutdown(Duration::from_secs(1)).expect("shutdown");
 }
 
-/// Broadcasts text; closes with 1003 on a binary message.
-struct TextBroadcast;
-
-impl Handler for TextBroadcast {
-    type Conn = ();
-    fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
-        match msg {
-            Message::Text(_) => cx.broadcast(msg),
-            Message::Binary(_) => cx.close(wsreactor::CloseCode(1003), "text only"),
-        }
-    }
-}
-
 #[test]
 fn fanout_publishes_text_when_asked() {
-    let (url, running) = start(|_| TextBroadcast);
+    let (url, running) = start(|_| TextOnly { broadcast: true });
     let base = ["-u", &url, "-n", "10", "-w", "8", "-d", "300ms", "--warmup", "100ms", "-q"];
     for size in ["32", "300"] {
         let (r, f) = fanout(&[&base[..], &["--text", "-s", size]].concat());

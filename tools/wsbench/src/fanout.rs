@@ -89,6 +89,10 @@ pub trait Topology: Send + Sync {
     }
     /// Whether the publisher receives its own messages.
     fn echoes_to_publisher(&self) -> bool;
+    /// Whether messages are text (payload heads in hex) rather than binary.
+    fn text(&self) -> bool {
+        false
+    }
 }
 
 /// What a control message from the server means.
@@ -119,6 +123,9 @@ impl Topology for Broadcast {
     }
     fn echoes_to_publisher(&self) -> bool {
         true
+    }
+    fn text(&self) -> bool {
+        self.text
     }
 }
 
@@ -326,8 +333,6 @@ pub struct Shared {
 /// One thread's fan-out behaviour.
 pub struct FanoutB {
     topo: Arc<dyn Topology>,
-    /// Heads in hex (`--text`).
-    text: bool,
     shared: Arc<Shared>,
     template: Arc<[u8]>,
     interval: Option<u64>,
@@ -393,7 +398,7 @@ impl FanoutB {
         }
         let tagged = self.shared.tag << SEQ_BITS | seq;
         let mut head = [0u8; TEXT_HEAD];
-        let head = match self.text {
+        let head = match self.topo.text() {
             true => {
                 put_hex(&mut head[..16], tagged);
                 put_hex(&mut head[16..], t);
@@ -506,7 +511,7 @@ impl Behaviour for FanoutB {
     }
 
     fn data(&mut self, cx: Cx<'_, FanConn>, data: &[u8], first: bool, fin: bool) {
-        let head_len = if self.text { TEXT_HEAD } else { HEAD };
+        let head_len = if self.topo.text() { TEXT_HEAD } else { HEAD };
         let need = self.topo.envelope_len() + head_len;
         let st = &mut *cx.state;
         if first {
@@ -552,7 +557,7 @@ impl Behaviour for FanoutB {
             return;
         }
         let h = &st.head[pstart..pstart + head_len];
-        let (tagged, ts) = match self.text {
+        let (tagged, ts) = match self.topo.text() {
             true => match (get_hex(&h[..16]), get_hex(&h[16..])) {
                 (Some(tagged), Some(ts)) => (tagged, ts),
                 _ => {
@@ -705,7 +710,6 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
     let behaviours: Vec<FanoutB> = (0..threads)
         .map(|_| FanoutB {
             topo: topo.clone(),
-            text: args.text,
             shared: shared.clone(),
             template: template.clone(),
             interval: args.rate.map(|r| (1e9 / r.max(1e-3)) as u64),
