@@ -499,7 +499,8 @@ fn slow_consumer_policy_per_topic_prefix() {
 /// catch-up starts.
 #[test]
 fn a_subscriber_joining_mid_stream_gets_no_delivery_older_than_its_catch_up() {
-    let server = start(|b| b.reactors(2).topics(StoreConfig { history: 64, ..Default::default() }));
+    let history = StoreConfig { history: 1024, ..Default::default() };
+    let server = start(|b| b.reactors(2).topics(history));
     let publisher = server.handle.publisher();
     let stop = Arc::new(AtomicU64::new(0));
     let feed = {
@@ -516,20 +517,27 @@ fn a_subscriber_joining_mid_stream_gets_no_delivery_older_than_its_catch_up() {
         })
     };
     thread::sleep(Duration::from_millis(20));
-    for round in 0..40 {
+    for round in 0..80 {
         let mut c = connect_to(server.addr, "/");
         let since = (round % 2 == 1).then(|| {
             let latest = server.handle.publisher().store().latest_seq("md.MID");
             json!({"md.MID": latest.saturating_sub(10)})
         });
         subscribe(&mut c, &["md.MID"], since);
-        let seqs: Vec<u64> = (0..30)
-            .map(|_| {
-                let d = recv_json(&mut c);
-                assert_eq!(d["topic"], "md.MID", "{d}");
-                d["seq"].as_u64().expect("a seq")
-            })
-            .collect();
+        let (mut seqs, mut resync) = (Vec::new(), None);
+        while seqs.len() < 30 {
+            let d = recv_json(&mut c);
+            assert_eq!(d["topic"], "md.MID", "{d}");
+            let seq = d["seq"].as_u64().expect("a seq");
+            match d["op"].as_str() {
+                // The history moved past `since` before the subscribe arrived:
+                // the notice names the seq of the last value that follows it.
+                Some("resync") if seqs.is_empty() && resync.is_none() => resync = Some(seq),
+                Some(op) => panic!("round {round}: unexpected {op}: {d}"),
+                None => seqs.push(seq),
+            }
+        }
+        assert!(resync.is_none_or(|r| r == seqs[0]), "round {round}: {resync:?} then {seqs:?}");
         assert!(
             seqs.windows(2).all(|w| w[1] == w[0] + 1),
             "round {round}: seqs not consecutive: {seqs:?}"
