@@ -17,6 +17,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
 use super::buf::{Pool, recycle};
+use crate::server::SlowConsumer;
 
 /// Owned frames are packed into one chunk up to this many bytes.
 const COALESCE_LIMIT: usize = 16 << 10;
@@ -33,15 +34,17 @@ pub(crate) const GATHER_LIMIT: usize = 4096;
 
 enum Chunk {
     Owned(Vec<u8>),
-    /// A shared frame, tagged with its topic (0: none) for conflation.
-    Shared(Arc<[u8]>, u32),
+    /// A shared frame, tagged with its topic (0: none) for conflation, and
+    /// the topic's slow-consumer policy (`Close` when untagged: it must not
+    /// be lost), which says whether shedding may drop it.
+    Shared(Arc<[u8]>, u32, SlowConsumer),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(s, _) => s,
+            Chunk::Shared(s, _, _) => s,
         }
     }
 }
@@ -54,6 +57,8 @@ pub(crate) struct OutQueue {
     queued: usize,
     /// Bytes of the front chunk already written.
     front_written: usize,
+    /// Capacity the owned chunks hold beyond their frames.
+    owned_spare: usize,
 }
 
 impl OutQueue {
@@ -64,6 +69,18 @@ impl OutQueue {
     /// Bytes queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// The heap bytes of the (empty) queue's own list of chunks.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Chunk>()
+    }
+
+    /// The heap bytes the queue holds: its frames (a shared one counted in
+    /// full, as if this queue alone held it), the spare capacity of its
+    /// owned chunks, and its list of chunks.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.queued + self.front_written + self.owned_spare + self.capacity_bytes()
     }
 
     /// Appends `len` bytes produced by `encode` as an owned frame.
@@ -80,26 +97,76 @@ impl OutQueue {
             // appends grow the chunk by doubling, and pooled chunks keep theirs.
             let mut v = pool.take_or(Vec::new);
             v.reserve(len.max(MIN_CHUNK));
+            self.owned_spare += v.capacity();
             self.chunks.push_back(Chunk::Owned(v));
         }
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else {
             unreachable!("an owned chunk was just ensured at the back");
         };
-        let before = v.len();
+        let (len_before, spare_before) = (v.len(), v.capacity() - v.len());
         encode(v);
-        self.queued += v.len() - before;
+        self.queued += v.len() - len_before;
+        self.owned_spare = self.owned_spare - spare_before + (v.capacity() - v.len());
     }
 
     /// Appends a shared, already encoded frame.
     pub(crate) fn push_shared(&mut self, frame: Arc<[u8]>) {
-        self.push_tagged(frame, 0);
+        self.push_tagged(frame, 0, SlowConsumer::Close);
     }
 
     /// Appends a shared frame of topic `tag` (non-zero), which
-    /// [`OutQueue::conflate`] may later replace.
-    pub(crate) fn push_tagged(&mut self, frame: Arc<[u8]>, tag: u32) {
+    /// [`OutQueue::conflate`] may later replace, and which
+    /// [`OutQueue::shed`] may drop as the topic's `policy` allows.
+    pub(crate) fn push_tagged(&mut self, frame: Arc<[u8]>, tag: u32, policy: SlowConsumer) {
         self.queued += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame, tag));
+        self.chunks.push_back(Chunk::Shared(frame, tag, policy));
+    }
+
+    /// Drops the queued, not yet started frames that their topics'
+    /// slow-consumer policies let go: every frame of a `Drop` topic, every
+    /// frame of a `Conflate` topic but its newest. Returns the bytes dropped.
+    pub(crate) fn shed(&mut self) -> usize {
+        let started = usize::from(self.front_written > 0);
+        let mut newest: Vec<u32> = Vec::new();
+        let mut dropped = 0;
+        // From the back, so the newest frame of each conflated topic is seen first.
+        let mut i = self.chunks.len();
+        while i > started {
+            i -= 1;
+            let drop = match &self.chunks[i] {
+                Chunk::Shared(_, _, SlowConsumer::Drop) => true,
+                Chunk::Shared(_, tag, SlowConsumer::Conflate) if *tag != 0 => {
+                    let seen = newest.contains(tag);
+                    if !seen {
+                        newest.push(*tag);
+                    }
+                    seen
+                }
+                _ => false,
+            };
+            if drop {
+                if let Some(c) = self.chunks.remove(i) {
+                    dropped += c.bytes().len();
+                }
+            }
+        }
+        self.queued -= dropped;
+        dropped
+    }
+
+    /// Drops everything queued but the part of the front chunk already
+    /// started (a frame cut in the middle would corrupt the stream), so that
+    /// a close frame queued next goes out right after it.
+    pub(crate) fn discard_unstarted(&mut self, pool: &mut Pool<Vec<u8>>) {
+        let keep = usize::from(self.front_written > 0);
+        let mut rest = self.chunks.split_off(keep.min(self.chunks.len()));
+        for chunk in rest.drain(..) {
+            self.give_back(chunk, pool);
+        }
+        self.queued = self.chunks.front().map_or(0, |c| c.bytes().len() - self.front_written);
+        if self.chunks.capacity() > 64 {
+            self.chunks.shrink_to_fit();
+        }
     }
 
     /// Replaces the newest queued, not yet started frame of topic `tag` with
@@ -110,7 +177,7 @@ impl OutQueue {
         // The front chunk may be partly written: it cannot change.
         let started = usize::from(self.front_written > 0);
         let found = self.chunks.iter_mut().skip(started).rev().find_map(|c| match c {
-            Chunk::Shared(old, t) if *t == tag && tag != 0 => Some(old),
+            Chunk::Shared(old, t, _) if *t == tag && tag != 0 => Some(old),
             _ => None,
         });
         match found {
@@ -182,22 +249,26 @@ impl OutQueue {
             }
             n -= left;
             self.front_written = 0;
-            if let Some(Chunk::Owned(mut v)) = self.chunks.pop_front() {
-                if recycle(&mut v) {
-                    pool.give(v);
-                }
+            if let Some(chunk) = self.chunks.pop_front() {
+                self.give_back(chunk, pool);
+            }
+        }
+    }
+
+    /// A chunk leaving the queue: an owned one goes back to the pool.
+    fn give_back(&mut self, chunk: Chunk, pool: &mut Pool<Vec<u8>>) {
+        if let Chunk::Owned(mut v) = chunk {
+            self.owned_spare -= v.capacity() - v.len();
+            if recycle(&mut v) {
+                pool.give(v);
             }
         }
     }
 
     /// Drops everything queued, returning owned chunks to the pool.
     pub(crate) fn clear(&mut self, pool: &mut Pool<Vec<u8>>) {
-        for chunk in self.chunks.drain(..) {
-            if let Chunk::Owned(mut v) = chunk {
-                if recycle(&mut v) {
-                    pool.give(v);
-                }
-            }
+        while let Some(chunk) = self.chunks.pop_front() {
+            self.give_back(chunk, pool);
         }
         self.queued = 0;
         self.front_written = 0;
@@ -303,9 +374,9 @@ mod tests {
         let mut pool = Pool::new(4);
         let mut q = OutQueue::default();
         let frame = |s: &str| -> Arc<[u8]> { Arc::from(s.as_bytes()) };
-        q.push_tagged(frame("a1"), 1);
-        q.push_tagged(frame("b1"), 2);
-        q.push_tagged(frame("a2"), 1);
+        q.push_tagged(frame("a1"), 1, SlowConsumer::Conflate);
+        q.push_tagged(frame("b1"), 2, SlowConsumer::Conflate);
+        q.push_tagged(frame("a2"), 1, SlowConsumer::Conflate);
         assert!(q.conflate(1, frame("a3!"), 100));
         assert_eq!(q.queued(), 7);
         assert!(!q.conflate(3, frame("c1"), 100), "no frame of topic 3");
@@ -314,7 +385,7 @@ mod tests {
         let mut sink = Sink::new(1, 1);
         assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
         let mut q2 = OutQueue::default();
-        q2.push_tagged(frame("a1"), 1);
+        q2.push_tagged(frame("a1"), 1, SlowConsumer::Conflate);
         let mut sink2 = Sink::new(1, 1);
         assert!(!q2.flush(&mut sink2, &mut pool, &mut Vec::new()).unwrap());
         assert!(!q2.conflate(1, frame("a2"), 100));
@@ -358,5 +429,45 @@ mod tests {
         assert_eq!(flush(&[&big]), (1, 0), "one chunk: a plain write");
         assert_eq!(flush(&[&small, &small, &small]), (1, 0), "small chunks: gathered");
         assert_eq!(flush(&[&small, &big]), (1, 1), "over the gather limit: vectored");
+    }
+
+    #[test]
+    fn shedding_drops_what_each_policy_lets_go_and_keeps_the_rest_in_order() {
+        let mut pool = Pool::new(4);
+        let mut q = OutQueue::default();
+        let frame = |s: &str| -> Arc<[u8]> { Arc::from(s.as_bytes()) };
+        q.push_tagged(frame("d1"), 1, SlowConsumer::Drop);
+        q.push_owned(&mut pool, 3, |v| v.extend_from_slice(b"own"));
+        q.push_tagged(frame("c1"), 2, SlowConsumer::Conflate);
+        q.push_tagged(frame("k1"), 3, SlowConsumer::Close);
+        q.push_tagged(frame("c2"), 2, SlowConsumer::Conflate);
+        q.push_tagged(frame("d2"), 1, SlowConsumer::Drop);
+        q.push_shared(frame("bc"));
+        // The first frame is started: it stays whatever its policy.
+        let mut sink = Sink::new(1, 1);
+        assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
+        assert_eq!(q.shed(), 4, "c1 and d2");
+        assert_eq!(q.queued(), 1 + 3 + 2 + 2 + 2);
+        sink.calls_left = 100;
+        while !q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap() {}
+        assert_eq!(sink.got, b"d1ownk1c2bc");
+    }
+
+    #[test]
+    fn discarding_keeps_only_the_started_part() {
+        let mut pool = Pool::new(4);
+        let mut q = queue_with(&mut pool, &[b"hello ", b"shared ", b"world "]);
+        let mut sink = Sink::new(2, 1);
+        assert!(!q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap());
+        q.discard_unstarted(&mut pool);
+        assert_eq!(q.queued(), 4);
+        q.push_owned(&mut pool, 5, |v| v.extend_from_slice(b"CLOSE"));
+        sink.calls_left = 100;
+        while !q.flush(&mut sink, &mut pool, &mut Vec::new()).unwrap() {}
+        assert_eq!(sink.got, b"hello CLOSE");
+        // Nothing started: nothing kept.
+        let mut q = queue_with(&mut pool, &[b"a", b"b"]);
+        q.discard_unstarted(&mut pool);
+        assert!(q.is_empty());
     }
 }
