@@ -28,8 +28,19 @@ pub struct StoreConfig {
     /// none but the last value (which always serves a client exactly one
     /// message behind). Default 0.
     pub history: usize,
-    /// The most topics the store holds; a publish that would create one more
-    /// fails with [`StoreError::TooManyTopics`]. Default 100 000.
+    /// The most topics the store holds. A publish that creates one more
+    /// evicts the topic published least recently (approximately: each topic
+    /// gets a second chance if it was published since the eviction scan last
+    /// passed it), with its last value and history. Only publishes create
+    /// topics here, so only publishers drive eviction. A topic evicted and
+    /// published again continues its numbering: its seqs are never those of
+    /// the evicted one, so a client resuming with `since` gets a resync,
+    /// never deliveries of another numbering. With a cap of 0, every publish
+    /// fails with [`StoreError::TooManyTopics`].
+    ///
+    /// The same number caps, across the server, the topics that subscribers
+    /// hold and that were never published (see
+    /// [`Ctx::subscribe_after`](crate::Ctx::subscribe_after)). Default 100 000.
     pub max_topics: usize,
     /// The longest topic name accepted, in bytes (at most 255). Default 128.
     pub max_topic_len: usize,
@@ -114,6 +125,9 @@ struct Slot {
     log: Mutex<VecDeque<(u64, Frame)>>,
 }
 
+/// Buckets of [`TopicStore::floors`], by a hash of the topic name.
+const FLOOR_BUCKETS: usize = 1024;
+
 /// One lock shard, alone on its cache lines.
 #[repr(align(128))]
 struct Shard(RwLock<HashMap<TopicName, Slot, BuildTopicHasher>>);
@@ -146,10 +160,11 @@ struct Shard(RwLock<HashMap<TopicName, Slot, BuildTopicHasher>>);
 /// topic's mutex, so reactors receive the frames in seq order.
 ///
 /// # Memory
-/// A topic costs about 100 bytes plus its name and up to `max(history, 1)`
-/// frames; topics are never removed (they live as long as the store), and
-/// there are at most `max_topics` of them. Subscribing creates nothing here:
-/// only publishes do.
+/// A topic costs about 130 bytes plus its name and up to `max(history, 1)`
+/// frames, and there are at most `max_topics` of them: at the cap, a new
+/// topic evicts the one published least recently. Subscribing creates
+/// nothing here: only publishes do. Besides, 8 KiB of numbering floors
+/// keep evicted topics' seqs from being used again.
 ///
 /// ```
 /// use wsreactor::Message;
@@ -178,6 +193,14 @@ pub struct TopicStore {
     mask: usize,
     /// How many topics exist (or are being created).
     topics: AtomicUsize,
+    /// The topics in the order the eviction scan visits them, each with the
+    /// `next` seq it had when last visited (or created): a topic whose `next`
+    /// moved since was published, and gets a second chance.
+    ring: Mutex<VecDeque<(TopicName, u64)>>,
+    /// Per bucket of names, the highest seq any evicted topic of the bucket
+    /// had: a topic created again starts above it, so a numbering is never
+    /// reused within the epoch.
+    floors: Box<[AtomicU64]>,
     /// `max(history, 1)`.
     log_cap: usize,
     /// Names this store's numbering of sequence numbers.
@@ -242,6 +265,8 @@ impl TopicStore {
             shards,
             mask: config.shards - 1,
             topics: AtomicUsize::new(0),
+            ring: Mutex::new(VecDeque::new()),
+            floors: (0..FLOOR_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             log_cap: config.history.max(1),
             epoch,
             config,
@@ -405,21 +430,87 @@ impl TopicStore {
             }
             None => TopicName::with_max_len(name, self.config.max_topic_len)?,
         };
-        let mut map = write(shard);
-        if !map.contains_key(name) {
-            let max = self.config.max_topics;
-            if self.topics.fetch_add(1, Ordering::Relaxed) >= max {
-                self.topics.fetch_sub(1, Ordering::Relaxed);
-                return Err(StoreError::TooManyTopics { max });
+        let max = self.config.max_topics;
+        loop {
+            let mut map = write(shard);
+            if !map.contains_key(name) {
+                if self.topics.fetch_add(1, Ordering::Relaxed) >= max {
+                    self.topics.fetch_sub(1, Ordering::Relaxed);
+                    // Evict with no shard locked (it locks the victim's), then retry.
+                    drop(map);
+                    if self.evict_one() {
+                        continue;
+                    }
+                    return Err(StoreError::TooManyTopics { max });
+                }
+                let next = self.floor(name).load(Ordering::Relaxed) + 1;
+                let log = VecDeque::with_capacity(self.log_cap.min(64));
+                map.insert(
+                    topic.clone(),
+                    Slot { next: AtomicU64::new(next), log: Mutex::new(log) },
+                );
+                // Marked as of after this first publish: only later ones
+                // count as use.
+                lock(&self.ring).push_back((topic.clone(), next + 1));
             }
-            let log = VecDeque::with_capacity(self.log_cap.min(64));
-            map.insert(topic, Slot { next: AtomicU64::new(1), log: Mutex::new(log) });
+            // Publish under the write lock: this happens once per topic.
+            return match map.get_key_value(name) {
+                Some((topic, slot)) => Ok(self.publish_slot(topic, slot, payload, deliver)),
+                None => unreachable!("topic inserted under this lock"),
+            };
         }
-        // Publish under the write lock: this happens once per topic.
-        match map.get_key_value(name) {
-            Some((topic, slot)) => Ok(self.publish_slot(topic, slot, payload, deliver)),
-            None => unreachable!("topic inserted under this lock"),
+    }
+
+    fn floor(&self, name: &str) -> &AtomicU64 {
+        // The shard and the map use the low and high bits; these are others.
+        &self.floors[(topic_hash(name) >> 24) as usize % FLOOR_BUCKETS]
+    }
+
+    /// Evicts the topic published least recently, roughly (a clock scan:
+    /// a topic published since the scan last saw it goes round once more).
+    /// False if there is none. Takes the ring's lock and a shard's, never
+    /// both at once in that order (creating a topic holds a shard's, then
+    /// the ring's).
+    fn evict_one(&self) -> bool {
+        // Past one full round every topic's mark is fresh: take the next.
+        let mut chances = lock(&self.ring).len();
+        loop {
+            let Some((name, seen)) = lock(&self.ring).pop_front() else { return false };
+            let mut map = write(self.shard(name.as_str()));
+            let Some(slot) = map.get(name.as_str()) else { continue };
+            let next = {
+                let _log = lock(&slot.log);
+                slot.next.load(Ordering::Relaxed)
+            };
+            if next != seen && chances > 0 {
+                chances -= 1;
+                lock(&self.ring).push_back((name, next));
+                continue;
+            }
+            self.floor(name.as_str()).fetch_max(next - 1, Ordering::Relaxed);
+            let evicted = map.remove(name.as_str());
+            self.topics.fetch_sub(1, Ordering::Relaxed);
+            drop(map);
+            drop(evicted); // its frames are freed with no lock held
+            return true;
         }
+    }
+
+    /// Whether `topic` is in the store: something was published on it and it
+    /// was not evicted since.
+    ///
+    /// ```
+    /// use wsreactor::Message;
+    /// use wsreactor::pubsub::{StoreConfig, TopicStore};
+    ///
+    /// let store = TopicStore::new(StoreConfig::default());
+    /// assert!(!store.contains("md.BTC-USD"));
+    /// store.publish_str("md.BTC-USD", Message::Text("1"))?;
+    /// assert!(store.contains("md.BTC-USD"));
+    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
+    /// ```
+    pub fn contains(&self, topic: &str) -> bool {
+        read(self.shard(topic)).contains_key(topic)
     }
 
     fn publish_slot<R>(
@@ -752,21 +843,49 @@ mod tests {
     }
 
     #[test]
-    fn topic_cap() {
-        let s = TopicStore::new(StoreConfig { max_topics: 2, ..StoreConfig::default() });
-        s.publish(&t("a"), Message::Text("1")).unwrap();
-        s.publish(&t("b"), Message::Text("1")).unwrap();
-        let err = s.publish(&t("c"), Message::Text("1")).unwrap_err();
-        assert_eq!(err, StoreError::TooManyTopics { max: 2 });
-        assert!(err.to_string().contains("maximum of 2 topics"));
-        assert_eq!(
-            s.publish_str("c", Message::Text("1")),
-            Err(StoreError::TooManyTopics { max: 2 })
-        );
-        // Existing topics still work; the count is not inflated by refusals.
-        assert_eq!(s.publish(&t("a"), Message::Text("2")).unwrap().0, 2);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.snapshot("c"), None);
+    fn a_cap_of_zero_refuses_every_topic() {
+        let s = TopicStore::new(StoreConfig { max_topics: 0, ..StoreConfig::default() });
+        let err = s.publish(&t("a"), Message::Text("1")).unwrap_err();
+        assert_eq!(err, StoreError::TooManyTopics { max: 0 });
+        assert!(err.to_string().contains("maximum of 0 topics"));
+        assert_eq!(s.publish_str("a", Message::Text("1")), Err(err));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn at_the_cap_the_topic_published_least_recently_is_evicted() {
+        let s = TopicStore::new(StoreConfig { max_topics: 3, history: 4, ..Default::default() });
+        for name in ["a", "b", "c"] {
+            publish_numbers(&s, &t(name), 1..=1);
+        }
+        // "a" and "c" are published again: "b" is the one to go.
+        publish_numbers(&s, &t("a"), 2..=2);
+        publish_numbers(&s, &t("c"), 2..=2);
+        assert_eq!(s.publish(&t("d"), Message::Text("1")).unwrap().0, 1);
+        assert_eq!(s.len(), 3);
+        assert!(!s.contains("b") && s.snapshot("b").is_none());
+        assert!(s.contains("a") && s.contains("c") && s.contains("d"));
+        // Nothing published since the scan passed them: the oldest goes next.
+        assert_eq!(s.publish(&t("e"), Message::Text("1")).unwrap().0, 1);
+        assert_eq!(s.len(), 3);
+        assert_eq!(["a", "c", "d", "e"].map(|n| s.contains(n)), [false, true, true, true]);
+    }
+
+    #[test]
+    fn a_topic_evicted_and_made_again_never_reuses_its_seqs() {
+        let s = TopicStore::new(StoreConfig { max_topics: 1, history: 10, ..Default::default() });
+        let a = t("a");
+        publish_numbers(&s, &a, 1..=5);
+        publish_numbers(&s, &t("b"), 1..=1); // evicts "a" at seq 5
+        assert_eq!(s.since("a", 3), Since::Resync { latest: 0, snapshot: None });
+        // "a" again (evicting "b"): it carries on above 5, so a client that
+        // saw 3 is told to resync, and one that saw 5 missed nothing.
+        assert_eq!(s.publish(&a, Message::Text("new")).unwrap().0, 6);
+        assert!(matches!(s.since("a", 3), Since::Resync { latest: 6, snapshot: Some(_) }));
+        assert_eq!(seqs(&s.since("a", 5)), [6]);
+        assert_eq!(s.latest_seq("a"), 6);
+        // "b" comes back above its own last seq too.
+        assert!(s.publish(&t("b"), Message::Text("x")).unwrap().0 >= 2);
     }
 
     #[test]
@@ -860,7 +979,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_topic_creation_respects_the_cap() {
+    fn concurrent_topic_creation_stays_within_the_cap() {
         let s = Arc::new(TopicStore::new(StoreConfig { max_topics: 50, ..StoreConfig::default() }));
         let handles: Vec<_> = (0..4)
             .map(|i| {
@@ -876,9 +995,10 @@ mod tests {
             })
             .collect();
         let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert!(ok >= 50);
+        assert_eq!(ok, 400, "at the cap, publishes evict rather than fail");
         assert_eq!(s.len(), 50);
         let held = (0..120).filter(|i| s.snapshot(&format!("t{i}")).is_some()).count();
         assert_eq!(held, 50);
+        assert_eq!(lock(&s.ring).len(), 50);
     }
 }
