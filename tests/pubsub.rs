@@ -357,6 +357,37 @@ fn only_token_holders_publish_and_binary_publishes_arrive_as_binary() {
 }
 
 #[test]
+fn a_lowercase_bearer_scheme_and_a_percent_encoded_query_token_publish() {
+    let s = TestServer::start(|b| b, |_| PubSub::new(Limits::default(), Some("a b&c=")));
+    let mut sub = connect_to(s.addr, "/");
+    subscribe(&mut sub, &["news"], None);
+
+    let mut bearer = RawClient::connect_tcp(s.addr);
+    bearer.send(upgrade_request(s.addr, "authorization: bearer   a b&c=\r\n").as_bytes());
+    assert!(bearer.read_http_head().starts_with("HTTP/1.1 101"));
+    let mut query = connect_to(s.addr, "/feed?token=a%20b%26c%3D");
+    for (i, publisher) in [&mut bearer, &mut query].into_iter().enumerate() {
+        send_json(publisher, json!({"op": "publish", "topic": "news", "data": i, "ack": true}));
+        let ack = recv_json(publisher);
+        assert_eq!(
+            (ack["op"].as_str(), ack["seq"].as_u64()),
+            (Some("published"), Some(i as u64 + 1))
+        );
+        let m = recv_json(&mut sub);
+        assert_eq!((m["seq"].as_u64(), m["data"].as_u64()), (Some(i as u64 + 1), Some(i as u64)));
+    }
+
+    // A truncated or invalid escape is refused like a wrong token; `+` is a plus, not a space.
+    for target in ["/?token=a%20b%26c%3", "/?token=a%zzb", "/?token=a+b%26c%3D"] {
+        let mut c = RawClient::connect_tcp(s.addr);
+        c.send(
+            upgrade_request(s.addr, "").replace("GET /chat ", &format!("GET {target} ")).as_bytes(),
+        );
+        assert!(c.read_http_head().starts_with("HTTP/1.1 403"), "{target}");
+    }
+}
+
+#[test]
 fn too_many_bad_requests_in_a_row_close_with_1008() {
     let s = start(|b| b);
     let mut c = connect_to(s.addr, "/");

@@ -7,6 +7,7 @@
 //! publish with JSON requests or binary messages. See the module docs for
 //! the wire format.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::protocol::{
@@ -47,6 +48,8 @@ struct CatchUp {
     seq: u64,
     resync: bool,
     frames: Vec<Frame>,
+    /// The subscription is new (not one the connection held already).
+    added: bool,
 }
 
 impl CatchUp {
@@ -67,7 +70,7 @@ impl CatchUp {
                 }
             },
         };
-        CatchUp { seq, resync, frames }
+        CatchUp { seq, resync, frames, added: false }
     }
 }
 
@@ -110,15 +113,24 @@ impl PubSub {
                 }
                 // Read what each topic's new subscriber should see first, then
                 // subscribe after exactly its seq: every seq once, in order.
-                let catch_ups: Vec<CatchUp> = topics
-                    .iter()
-                    .map(|s| {
-                        let since = s.since.map(|seq| (epoch, seq));
-                        let up = CatchUp::read(cx.topics(), &s.topic, since);
-                        cx.subscribe_after(&s.topic, up.seq);
-                        up
-                    })
-                    .collect();
+                let mut catch_ups: Vec<CatchUp> = Vec::with_capacity(topics.len());
+                for (i, s) in topics.iter().enumerate() {
+                    let since = s.since.map(|seq| (epoch, seq));
+                    let up = CatchUp::read(cx.topics(), &s.topic, since);
+                    match cx.subscribe_after(&s.topic, up.seq) {
+                        Ok(added) => catch_ups.push(CatchUp { added, ..up }),
+                        Err(e) => {
+                            // All or nothing: undo what this request added.
+                            for (s, up) in topics[..i].iter().zip(&catch_ups) {
+                                if up.added {
+                                    cx.unsubscribe(s.topic.as_str());
+                                }
+                            }
+                            let e = OpError::new(ErrorCode::TooManyTopics, e.to_string());
+                            return Err(e.with_topic(s.topic.as_str()).with_id(id));
+                        }
+                    }
+                }
                 let here = cx.topics().epoch();
                 write_subscribed(&mut self.reply, id, topics.iter().map(|s| &s.topic), here);
                 let _ = cx.send_text(&self.reply);
@@ -171,11 +183,46 @@ fn is_subscribed(cx: &Ctx<'_, PubSubConn>, topic: &TopicName) -> bool {
     cx.is_subscribed(topic.as_str())
 }
 
-/// The token a request presents: `?token=…` or `Authorization: Bearer …`.
-fn presented_token<'a>(req: &Request<'a>) -> Option<&'a str> {
+/// A `?token=` whose percent-escapes do not decode to UTF-8 text.
+#[derive(Debug, PartialEq, Eq)]
+struct MalformedToken;
+
+/// The token a request presents, if any: `?token=…` (percent-decoded), or else
+/// `Authorization: Bearer …` (the scheme in any case, then one or more spaces).
+fn presented_token<'a>(req: &Request<'a>) -> Result<Option<Cow<'a, str>>, MalformedToken> {
     let from_query =
         req.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-    from_query.or_else(|| req.header_str("authorization")?.strip_prefix("Bearer ").map(str::trim))
+    if let Some(raw) = from_query {
+        return percent_decode(raw).map(Some).ok_or(MalformedToken);
+    }
+    Ok(req.header_str("authorization").and_then(bearer).map(Cow::Borrowed))
+}
+
+/// The credentials of an `Authorization` value in the Bearer scheme (RFC 6750, 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// Decodes the `%XX` escapes of a query value (RFC 3986; `+` stays a plus):
+/// `None` for a `%` without two hex digits or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s));
+    }
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut bytes = s.bytes();
+    let mut out = Vec::with_capacity(s.len());
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex(bytes.next()?)?;
+            let lo = hex(bytes.next()?)?;
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// Compares without an early exit, so response timing says nothing about
@@ -189,11 +236,23 @@ impl Handler for PubSub {
 
     fn on_upgrade(&mut self, req: &Request<'_>) -> Result<Accept<PubSubConn>, Reject> {
         let publisher = match (presented_token(req), self.token.as_deref()) {
-            (None, _) => false,
-            (Some(given), Some(token)) if same_secret(given, token) => true,
-            (Some(_), _) => return Err(Reject::new(403, "bad publish token")),
+            (Ok(None), _) => false,
+            (Ok(Some(given)), Some(token)) if same_secret(&given, token) => true,
+            (Ok(Some(_)) | Err(MalformedToken), _) => {
+                return Err(Reject::new(403, "bad publish token"));
+            }
         };
         Ok(Accept::new(PubSubConn { publisher, errors: ErrorStreak::default() }))
+    }
+
+    fn on_open(&mut self, cx: &mut Ctx<'_, PubSubConn>) {
+        // The largest request each may make, enforced at the frame header: a
+        // subscriber cannot make the server hold more than a JSON request.
+        let limit = match cx.data().publisher {
+            true => self.limits.max_op_len.max(self.limits.max_publish_len),
+            false => self.limits.max_op_len,
+        };
+        cx.set_max_message_size(limit);
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_, PubSubConn>, msg: Message<'_>) {
@@ -224,5 +283,93 @@ mod tests {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));
         assert!(!same_secret("abc", "abcd"));
+    }
+
+    /// Runs an upgrade to `target` with `extra` header lines past a server whose token is
+    /// `token`: whether it is a publisher, or the refusal's status.
+    fn upgrade(token: &str, target: &str, extra: &str) -> Result<bool, u16> {
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             {extra}\r\n"
+        );
+        let (req, _) = crate::proto::handshake::parse_request(head.as_bytes(), 8192)
+            .expect("a valid upgrade")
+            .expect("complete");
+        let mut app = PubSub::new(Limits::default(), Some(token));
+        app.on_upgrade(&req).map(|a| a.data.publisher).map_err(|r| r.status())
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Authorization: Bearer tok",
+            "authorization: bearer tok",
+            "AUTHORIZATION: BEARER tok",
+            "Authorization: bEaReR tok",
+        ] {
+            assert_eq!(upgrade("tok", "/", &format!("{header}\r\n")), Ok(true), "{header}");
+        }
+        assert_eq!(upgrade("tok", "/", "Authorization: BEARER nope\r\n"), Err(403));
+    }
+
+    #[test]
+    fn one_or_more_spaces_follow_the_scheme() {
+        for header in ["Bearer   tok", "bearer tok  ", "Bearer  tok \t"] {
+            let extra = format!("Authorization: {header}\r\n");
+            assert_eq!(upgrade("tok", "/", &extra), Ok(true), "{header:?}");
+        }
+        // No space: not the Bearer scheme at all, so no token is presented.
+        assert_eq!(upgrade("tok", "/", "Authorization: Bearertok\r\n"), Ok(false));
+        assert_eq!(upgrade("tok", "/", "Authorization: Bearer\r\n"), Ok(false));
+    }
+
+    #[test]
+    fn other_schemes_are_not_bearer_tokens() {
+        for header in ["Basic xyz", "Basic tok", "Token tok", "Bearerx tok"] {
+            let extra = format!("Authorization: {header}\r\n");
+            assert_eq!(upgrade("tok", "/", &extra), Ok(false), "{header:?}");
+            assert_eq!(upgrade("xyz", "/", &extra), Ok(false), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn the_query_token_is_percent_decoded() {
+        let token = "a b&c=";
+        assert_eq!(upgrade(token, "/?token=a%20b%26c%3D", ""), Ok(true));
+        assert_eq!(upgrade(token, "/feed?x=1&token=a%20b%26c%3d&y=2", ""), Ok(true));
+        // Not a form: `+` is a plus, not a space.
+        assert_eq!(upgrade(token, "/?token=a+b%26c%3D", ""), Err(403));
+        assert_eq!(upgrade("a+b", "/?token=a+b", ""), Ok(true));
+        assert_eq!(upgrade("a+b", "/?token=a%2Bb", ""), Ok(true));
+        // UTF-8 escapes, either case of hex digit.
+        assert_eq!(upgrade("caf\u{e9}", "/?token=caf%C3%A9", ""), Ok(true));
+        assert_eq!(upgrade("caf\u{e9}", "/?token=caf%c3%a9", ""), Ok(true));
+        // The escape itself is not the token.
+        assert_eq!(upgrade("a%20b", "/?token=a%20b", ""), Err(403));
+        assert_eq!(upgrade("tok", "/?token=tok", ""), Ok(true));
+    }
+
+    #[test]
+    fn percent_decode_borrows_unless_it_must_allocate() {
+        assert!(matches!(percent_decode("tok+1"), Some(Cow::Borrowed("tok+1"))));
+        assert_eq!(percent_decode("a%20b%26c%3D").as_deref(), Some("a b&c="));
+        assert_eq!(percent_decode("%e2%82%AC").as_deref(), Some("\u{20ac}"));
+        assert_eq!(percent_decode("%25zz").as_deref(), Some("%zz"));
+        for bad in ["%", "%4", "a%zz", "%\u{e9}9", "%C3", "%80"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(bearer("bearer  tok "), Some("tok"));
+        assert_eq!(bearer("Basic xyz"), None);
+    }
+
+    #[test]
+    fn bad_escapes_are_a_bad_token() {
+        for query in ["%zz", "tok%", "tok%4", "%4g", "%%41", "%C3", "%FF%FE", "%C3%28"] {
+            // Even when the server's token is the raw text, it is refused, never a panic.
+            let target = format!("/?token={query}");
+            assert_eq!(upgrade(query, &target, ""), Err(403), "{query:?}");
+            assert_eq!(upgrade("tok", &target, ""), Err(403), "{query:?}");
+        }
     }
 }

@@ -159,9 +159,9 @@
 //! | `unknown_op` | an `"op"` this server does not know |
 //! | `bad_topic` | an empty topic name or one with a character outside the set |
 //! | `topic_too_long` | a topic name over the cap |
-//! | `too_many_topics` | more topics in one request than allowed, or more than the connection may hold (nothing is subscribed then) |
+//! | `too_many_topics` | more topics in one request than allowed, or more than the connection may hold, or (with `topic`) a topic nothing was ever published on when the server holds the most such topics it may or its memory budget is nearly spent; nothing is subscribed then. A published topic can always be subscribed |
 //! | `unauthorized` | `publish` (or a binary message) from a connection that may not publish |
-//! | `too_large` | a request over the size cap (64 KiB text, 1 MiB binary by default), refused unparsed |
+//! | `too_large` | a publisher's request over its size cap (64 KiB text, 1 MiB binary by default), refused unparsed; from a connection that may not publish, a message over 64 KiB closes it with 1009 at its frame header instead |
 //! | `store_full` | a publish on a new topic when the server holds its maximum number of topics |
 //!
 //! A connection whose requests fail more than 16 times in a row (server

@@ -45,9 +45,14 @@ pub struct Limits {
     pub max_topics_per_conn: usize,
     /// The longest text request (JSON), in bytes; longer ones are refused
     /// with `too_large` unparsed. This also caps the `data` of a JSON
-    /// publish. Default 64 KiB.
+    /// publish. Default 64 KiB. The topic server makes it the message size
+    /// limit of each connection that may not publish
+    /// ([`Ctx::set_max_message_size`](crate::Ctx::set_max_message_size)),
+    /// so a longer message from one closes it with 1009 at its frame
+    /// header, before the payload arrives.
     pub max_op_len: usize,
-    /// The longest binary publish message, in bytes. Default 1 MiB.
+    /// The longest binary publish message, in bytes. Default 1 MiB. The
+    /// larger of this and `max_op_len` is a publisher's message size limit.
     pub max_publish_len: usize,
     /// How many failed requests in a row are tolerated; one more and the
     /// connection is abusive ([`ErrorStreak`]). Default 16.

@@ -204,6 +204,15 @@ function binaryPublish(topic, payload, kind = 0x02) {
   return Buffer.concat([Buffer.from([kind, t.length]), t, payload]);
 }
 
+/** A JSON ping (with id `rid` if given) padded with p's to exactly `size` bytes. */
+function paddedPing(size, rid = undefined) {
+  const head = `{"op":"ping",${rid === undefined ? '' : `"id":${JSON.stringify(rid)},`}"pad":"`;
+  const tail = '"}';
+  const text = head + 'p'.repeat(size - head.length - tail.length) + tail;
+  if (Buffer.byteLength(text) !== size) throw new Error(`a ping cannot be ${size} bytes`);
+  return text;
+}
+
 function same(a, b) {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -799,6 +808,48 @@ class Checks {
     await this.subscribe(ws, ['many.0.0', 'many.3.63']);
   }
 
+  /**
+   * A subscriber's message over MAX_OP_LEN is refused at its frame header: a 1009 close. One of
+   * exactly MAX_OP_LEN bytes is answered (the limit is inclusive).
+   */
+  async tooLargeCloses() {
+    const over = MAX_OP_LEN + 1;
+    const ws = await this.open();
+    // `ws`'s maxPayload bounds what it receives only: the send goes out whole. Not awaited: the
+    // server may close before the last of it is written.
+    ws.ws.send(paddedPing(over), (e) => e && ws.errors.push(`send: ${e.message}`));
+    const closed = await ws.next(`the close after a message of ${over} bytes`).then(
+      (got) => {
+        throw new CheckFailed(`still open after a message of ${over} bytes: got ${short(got)}`);
+      },
+      (e) => {
+        if (e instanceof Closed) return e;
+        throw e;
+      },
+    );
+    expect(closed.code !== 1006, () => `dropped without a close frame (${ws.errors.join('; ')})`);
+    expect(closed.code === 1009, () => `close code ${closed.code}, expected 1009`);
+    const atLimit = await this.open();
+    await atLimit.send(paddedPing(MAX_OP_LEN, 'at-limit'));
+    const msg = await atLimit.nextJson(`the pong to a ping of ${MAX_OP_LEN} bytes`);
+    checkReply(msg, 'pong', 'at-limit', `a ping of exactly ${MAX_OP_LEN} bytes`);
+  }
+
+  /**
+   * A publisher may send up to 1 MiB, but a JSON request over MAX_OP_LEN gets a `too_large` error
+   * reply, and the connection stays open.
+   */
+  async publisherTooLarge() {
+    const over = MAX_OP_LEN + 1;
+    const pub = await this.publisher();
+    const [reply, rest] = await this.request(pub, paddedPing(over));
+    checkError(reply, 'too_large', undefined, `a publisher's JSON request of ${over} bytes`);
+    expect(rest.length === 0, () => `more than the error: ${short(rest)}`);
+    await pub.send('{"op":"ping"}');
+    const msg = await pub.nextJson('the pong after the too_large error');
+    checkReply(msg, 'pong', undefined, 'a ping after the too_large error');
+  }
+
   async abuse() {
     const bad = '{not json';
     const ws = await this.open();
@@ -1005,10 +1056,8 @@ class Checks {
       this.errorCheck([[{ op: 'subscribe', id: 9, topics: tooMany }, 'too_many_topics', 9]]),
     );
     await this.run('error_too_many_topics_per_connection', () => this.tooManyTopicsPerConn());
-    await this.run(
-      'error_too_large',
-      this.errorCheck([[`{"op":"ping","pad":"${'p'.repeat(MAX_OP_LEN)}"}`, 'too_large']]),
-    );
+    await this.run('too_large_closes_1009', () => this.tooLargeCloses());
+    await this.run('publisher_too_large_error', () => this.publisherTooLarge());
     await this.run('bad_requests_17_close_1008', () => this.abuse());
     for (const policy of ['close', 'drop', 'conflate']) {
       if (this.slow[policy]) await this.run(`slow_consumer_${policy}`, this.slowConsumer(policy));

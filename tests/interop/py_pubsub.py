@@ -132,6 +132,17 @@ def binary_publish(topic, payload, kind=0x02):
     return bytes([kind, len(t)]) + t + payload
 
 
+def padded_ping(size, rid=None):
+    """A JSON ping (with id `rid` if given) padded with p's to exactly `size` bytes."""
+    head = '{"op":"ping",' + ("" if rid is None else f'"id":{json.dumps(rid)},') + '"pad":"'
+    tail = '"}'
+    pad = size - len(head) - len(tail)
+    assert pad >= 0, f"a ping cannot be as short as {size} bytes"
+    text = head + "p" * pad + tail
+    assert len(text.encode()) == size
+    return text
+
+
 def check_run(deliveries, topic, first, what):
     """Consecutive seqs from `first` on `topic`."""
     for k, d in enumerate(deliveries):
@@ -631,6 +642,37 @@ class PubSubChecks(Checks):
             # Topics already held do not count again.
             await self.subscribe(ws, ["many.0.0", "many.3.63"])
 
+    async def too_large_closes(self):
+        """A subscriber's message over MAX_OP_LEN is refused at its frame header: a 1009 close.
+        One of exactly MAX_OP_LEN bytes is answered (the limit is inclusive)."""
+        over = MAX_OP_LEN + 1
+        async with self.open() as ws:
+            try:
+                # websockets' max_size bounds what it receives only: the send goes out whole.
+                await ws.send(padded_ping(over))
+                got = await recv_raw(ws, f"the close after a message of {over} bytes")
+                raise CheckFailed(f"still open after a message of {over} bytes: got {short(got)}")
+            except ConnectionClosed as e:
+                expect(e.rcvd is not None, f"dropped without a close frame ({e})")
+                expect(e.rcvd.code == 1009, f"close code {e.rcvd.code}, expected 1009")
+            expect(ws.close_code == 1009, f"close_code {ws.close_code}, expected 1009")
+        async with self.open() as ws:
+            await ws.send(padded_ping(MAX_OP_LEN, "at-limit"))
+            msg = await recv_json(ws, f"the pong to a ping of {MAX_OP_LEN} bytes")
+            check_reply(msg, "pong", "at-limit", f"a ping of exactly {MAX_OP_LEN} bytes")
+
+    async def publisher_too_large(self):
+        """A publisher may send up to 1 MiB, but a JSON request over MAX_OP_LEN gets a
+        `too_large` error reply, and the connection stays open."""
+        over = MAX_OP_LEN + 1
+        async with self.publisher() as pub:
+            reply, rest = await self.request(pub, padded_ping(over))
+            check_error(reply, "too_large", None, f"a publisher's JSON request of {over} bytes")
+            expect(rest == [], f"more than the error: {short(rest)}")
+            await pub.send('{"op":"ping"}')
+            msg = await recv_json(pub, "the pong after the too_large error")
+            check_reply(msg, "pong", None, "a ping after the too_large error")
+
     async def abuse(self):
         bad = "{not json"
         async with self.open() as ws:
@@ -892,14 +934,8 @@ class PubSubChecks(Checks):
             ),
         )
         await self.run("error_too_many_topics_per_connection", self.too_many_topics_per_conn)
-        await self.run(
-            "error_too_large",
-            self.error_check(
-                [
-                    ('{"op":"ping","pad":"' + "p" * MAX_OP_LEN + '"}', "too_large", None, None),
-                ]
-            ),
-        )
+        await self.run("too_large_closes_1009", self.too_large_closes)
+        await self.run("publisher_too_large_error", self.publisher_too_large)
         await self.run("bad_requests_17_close_1008", self.abuse)
         for policy in ("close", "drop", "conflate"):
             if policy in self.slow:
