@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use wsreactor::pubsub::TopicName;
-use wsreactor::{Accept, Ctx, Handler, Message, Reject, Request, Server, SlowConsumer};
+use wsreactor::{Accept, CloseCode, Ctx, Handler, Message, Reject, Request, Server, SlowConsumer};
 
 /// The symbols served, each on topic `md.<SYMBOL>`.
 pub const SYMBOLS: [&str; 3] = ["BTC-USD", "ETH-USD", "SOL-USD"];
@@ -43,7 +43,10 @@ impl Handler for Ticker {
         let Some(topic) = cx.data().0.clone() else { return };
         // The last tick, then every tick after it: each seq once, in order.
         let last = cx.topics().snapshot(topic.as_str());
-        cx.subscribe_after(&topic, last.as_ref().map_or(0, |(seq, _)| *seq));
+        if cx.subscribe_after(&topic, last.as_ref().map_or(0, |(seq, _)| *seq)).is_err() {
+            // The server holds all the topics it may: come back later.
+            return cx.close(CloseCode::TRY_AGAIN_LATER, "too many topics");
+        }
         if let Some((_, frame)) = last {
             let _ = cx.send_frame(&frame);
         }

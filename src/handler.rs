@@ -231,12 +231,12 @@ impl<'a, C> Ctx<'a, C> {
     /// Subscribes this connection to `topic` from the next publish on: every
     /// message published on it after this call is queued here (the frame
     /// shared with every other subscriber), and none from before, not even
-    /// one still on its way to this reactor. False if it already was
-    /// subscribed.
+    /// one still on its way to this reactor. `Ok(false)` if it already was
+    /// subscribed; fails like [`Ctx::subscribe_after`].
     ///
     /// To send the topic's last value (or what a client missed) as well, use
     /// [`Ctx::subscribe_after`] with the seq of what you send.
-    pub fn subscribe(&mut self, topic: &TopicName) -> bool {
+    pub fn subscribe(&mut self, topic: &TopicName) -> Result<bool, StoreError> {
         let after = self.topics().latest_seq(topic.as_str());
         self.subscribe_after(topic, after)
     }
@@ -246,8 +246,15 @@ impl<'a, C> Ctx<'a, C> {
     /// this callback sends, read from [`Ctx::topics`] just before. Publishes
     /// up to `seq` that are still on their way to this reactor are not
     /// delivered here, so the client gets every seq once and in order:
-    /// nothing older after its snapshot, and no gap. False if it already
-    /// was subscribed.
+    /// nothing older after its snapshot, and no gap. `Ok(false)` if it
+    /// already was subscribed.
+    ///
+    /// A topic costs the server memory only while somebody holds it or the
+    /// store keeps its last value. Topics on which nothing was ever published
+    /// count against a server-wide cap ([`StoreConfig::max_topics`](crate::pubsub::StoreConfig::max_topics)): at the cap,
+    /// subscribing to one more such name fails with
+    /// [`StoreError::TooManyTopics`]. Subscribing to a published topic never
+    /// fails, so clients subscribing to made-up names cannot lock others out.
     ///
     /// ```
     /// use wsreactor::pubsub::TopicName;
@@ -262,15 +269,17 @@ impl<'a, C> Ctx<'a, C> {
     ///     fn on_open(&mut self, cx: &mut Ctx<'_, ()>) {
     ///         let last = cx.topics().snapshot(self.0.as_str());
     ///         let seq = last.as_ref().map_or(0, |(seq, _)| *seq);
-    ///         cx.subscribe_after(&self.0, seq);
+    ///         let _ = cx.subscribe_after(&self.0, seq);
     ///         if let Some((_, frame)) = last {
     ///             let _ = cx.send_frame(&frame);
     ///         }
     ///     }
     /// }
     /// ```
-    pub fn subscribe_after(&mut self, topic: &TopicName, seq: u64) -> bool {
-        self.conn.subscribe(self.env, self.slot, topic, seq)
+    pub fn subscribe_after(&mut self, topic: &TopicName, seq: u64) -> Result<bool, StoreError> {
+        self.conn
+            .subscribe(self.env, self.slot, topic, seq)
+            .map_err(|e| StoreError::TooManyTopics { max: e.max })
     }
 
     /// Unsubscribes from `topic`; false if not subscribed.
@@ -292,12 +301,55 @@ impl<'a, C> Ctx<'a, C> {
     /// [`crate::Publisher::publish`]); returns the sequence number.
     pub fn publish(&mut self, topic: &TopicName, payload: &Payload) -> Result<u64, StoreError> {
         self.env.posted_to_self = true;
+        self.conn.mark_publisher();
         self.env.handle.publish_payload(topic, payload, Some(self.env.reactor_id))
     }
 
     /// The topic store: last values, history and sequence numbers.
     pub fn topics(&self) -> &TopicStore {
         &self.env.handle.shared.store
+    }
+
+    /// Sets the largest message this connection may send from now on, below
+    /// the server's [`max_message_size`](crate::Builder::max_message_size):
+    /// `bytes` rounded up to a whole KiB (at least 1 KiB; a limit at or above
+    /// the server's, or above 64 MiB, means the server's). Like the server's,
+    /// it is enforced at each frame header, before the payload arrives: a
+    /// message that would pass it closes the connection with 1009, and a
+    /// client can never make the server hold more than this for a message in
+    /// progress. Call it in [`Handler::on_open`] and again when the
+    /// connection's role changes (e.g. once it has authenticated as a
+    /// publisher).
+    ///
+    /// ```
+    /// use wsreactor::{Ctx, Handler, Message};
+    ///
+    /// /// Clients send short commands; the one that sends `upload` may send 1 MiB.
+    /// struct Commands;
+    ///
+    /// impl Handler for Commands {
+    ///     type Conn = ();
+    ///
+    ///     fn on_open(&mut self, cx: &mut Ctx<'_, ()>) {
+    ///         cx.set_max_message_size(4 << 10);
+    ///         assert_eq!(cx.max_message_size(), 4 << 10);
+    ///     }
+    ///
+    ///     fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+    ///         if msg.as_bytes() == b"upload" {
+    ///             cx.set_max_message_size(1 << 20);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.conn.set_max_message_size(self.env, bytes);
+    }
+
+    /// The largest message this connection may send now (see
+    /// [`Ctx::set_max_message_size`]).
+    pub fn max_message_size(&self) -> usize {
+        self.conn.max_message_size(self.env)
     }
 
     /// Bytes queued for this connection and not yet written.

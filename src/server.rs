@@ -15,6 +15,8 @@ use crate::pubsub::topic::validate_topic;
 use crate::pubsub::wire::Payload;
 use crate::pubsub::{StoreConfig, StoreError, TopicName, TopicStore};
 use crate::reactor::inbox::{Command, Inbox};
+use crate::reactor::memory::Budget;
+use crate::reactor::topics::Unpublished;
 use crate::reactor::{self, Reactor};
 use crate::stats::{Counters, Stats};
 
@@ -29,6 +31,7 @@ pub(crate) struct Config {
     pub(crate) max_head_size: usize,
     pub(crate) max_backpressure: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_memory: usize,
     pub(crate) read_buffer_size: usize,
     pub(crate) timeouts: Timeouts,
     pub(crate) deflate: DeflateConfig,
@@ -160,6 +163,7 @@ impl Default for Config {
             max_head_size: 8 << 10,
             max_backpressure: 1 << 20,
             max_connections: usize::MAX,
+            max_memory: default_max_memory(),
             read_buffer_size: 256 << 10,
             timeouts: Timeouts::default(),
             deflate: DeflateConfig::default(),
@@ -281,6 +285,40 @@ impl<F> Builder<F> {
     /// limit); upgrades beyond it are refused with 503.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.cfg.max_connections = n;
+        self
+    }
+
+    /// The memory budget: the most bytes the server holds for its
+    /// connections in all (output queues, partial input, reassembly and
+    /// inflate buffers, compression contexts, subscriber sets, publishes on
+    /// their way to the reactors), whatever its clients send or fail to
+    /// read. Buffers grow only into what it has left: a message that would
+    /// outgrow that is closed with 1009, a connection whose reply (or
+    /// publish) would not fit is not read until it does, and a slow
+    /// subscriber's deliveries meet its topic's slow-consumer policy. From
+    /// 80% of it on, upgrades are refused with HTTP 503. Seven eighths of it
+    /// go to buffers, the rest to the allocator's overhead, so the process's
+    /// resident memory stays under the budget plus what it uses with no
+    /// connections. Nothing panics or aborts on allocation.
+    ///
+    /// The default is half the memory this process may use: the machine's
+    /// physical memory, or the cgroup's `memory.max` when that is lower.
+    /// What the server needs besides (the topic store, each reactor's read
+    /// buffer) is not counted: see the README for what a connection costs.
+    ///
+    /// ```
+    /// # struct App; impl wsreactor::Handler for App { type Conn = (); }
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = wsreactor::Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .max_memory(512 << 20)
+    ///     .handler(|_| App)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.cfg.max_memory = bytes;
         self
     }
 
@@ -483,6 +521,8 @@ where
         let store = Arc::new(TopicStore::new(cfg.topics.clone()));
         let shared = Arc::new(Shared {
             store,
+            unpublished: Arc::new(Unpublished::new(cfg.topics.max_topics)),
+            budget: Budget::new(cfg.max_memory),
             counters: (0..cfg.reactors).map(|_| Arc::default()).collect(),
             inboxes,
             open: AtomicUsize::new(0),
@@ -625,10 +665,31 @@ impl Running {
     }
 }
 
+/// The default memory budget: half of what this process may use, the
+/// machine's physical memory or the cgroup (v2) limit, whichever is lower.
+pub(crate) fn default_max_memory() -> usize {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page) =
+        unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let physical = match (usize::try_from(pages), usize::try_from(page)) {
+        (Ok(n), Ok(size)) if n > 0 && size > 0 => n.saturating_mul(size),
+        _ => 4 << 30,
+    };
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    physical.min(cgroup) / 2
+}
+
 pub(crate) struct Shared {
     pub(crate) inboxes: Vec<Arc<Inbox>>,
     /// Topics: sequence numbers, last values, history.
     pub(crate) store: Arc<TopicStore>,
+    /// Topics subscribed to that the store does not hold, and their cap.
+    pub(crate) unpublished: Arc<Unpublished>,
+    /// What connections hold, against `max_memory`.
+    pub(crate) budget: Budget,
     /// One set per reactor, each on its own cache line.
     pub(crate) counters: Vec<Arc<Counters>>,
     open: AtomicUsize,
@@ -708,6 +769,7 @@ impl ServerHandle {
             for (i, inbox) in shared.inboxes.iter().enumerate() {
                 let cmd = Command::Publish(topic.clone(), seq, frame.clone());
                 if Some(i) == own {
+                    shared.budget.posted(frame.len());
                     inbox.post_quiet(cmd);
                 } else {
                     self.post(inbox, cmd);
@@ -728,6 +790,7 @@ impl ServerHandle {
     }
 
     pub(crate) fn post(&self, inbox: &Inbox, cmd: Command) {
+        self.shared.budget.posted(cmd.bytes());
         if let Err(e) = inbox.post(cmd) {
             log::error!("could not wake a reactor: {e}");
         }

@@ -20,9 +20,17 @@ pub(crate) enum Counter {
     SendsDropped,
     Compressions,
     SlowConsumers,
+    /// Connections closed to bring the memory budget back under its cap.
+    MemoryShed,
+    /// Upgrades refused (HTTP 503) because the memory budget was nearly spent.
+    MemoryRefused,
+    /// A gauge: topics with subscribers on the reactor.
+    Topics,
+    /// A gauge: bytes the reactor holds for its connections (the budget's count).
+    MemoryHeld,
 }
 
-const COUNTERS: usize = Counter::SlowConsumers as usize + 1;
+const COUNTERS: usize = Counter::MemoryHeld as usize + 1;
 
 /// One reactor's counters, written only by that reactor.
 #[repr(align(64))]
@@ -39,6 +47,11 @@ impl Counters {
         // locked read-modify-write on the per-message path.
         let cell = &self.0[c as usize];
         cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub(crate) fn set(&self, c: Counter, n: u64) {
+        self.0[c as usize].store(n, Ordering::Relaxed);
     }
 
     fn get(&self, c: Counter) -> u64 {
@@ -92,6 +105,19 @@ pub struct Stats {
     pub compressions: u64,
     /// Subscribers closed (1008) for not keeping up with their topics.
     pub slow_consumers: u64,
+    /// Connections shed to bring the memory budget
+    /// ([`Builder::max_memory`](crate::Builder::max_memory)) back under its cap.
+    pub memory_shed: u64,
+    /// Upgrades refused with HTTP 503 because the memory budget was nearly spent.
+    pub memory_refused: u64,
+    /// Now: topics with subscribers, summed over the reactors (a topic with
+    /// subscribers on two reactors counts twice). A topic nobody holds costs
+    /// nothing here.
+    pub topics: u64,
+    /// Now: bytes held for connections (output queues, partial input,
+    /// reassembly and inflate buffers, codec state), as the memory budget
+    /// counts them.
+    pub memory_held: u64,
 }
 
 impl Stats {
@@ -112,6 +138,10 @@ impl Stats {
             s.sends_dropped += c.get(Counter::SendsDropped);
             s.compressions += c.get(Counter::Compressions);
             s.slow_consumers += c.get(Counter::SlowConsumers);
+            s.memory_shed += c.get(Counter::MemoryShed);
+            s.memory_refused += c.get(Counter::MemoryRefused);
+            s.topics += c.get(Counter::Topics);
+            s.memory_held += c.get(Counter::MemoryHeld);
         }
         s
     }

@@ -29,6 +29,8 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: unexpected server condition.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1013: try again later, the server is overloaded (IANA registry).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether a peer may send this code in a close frame.
     ///

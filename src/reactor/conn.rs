@@ -12,8 +12,9 @@ use mio::net::TcpStream;
 use socket2::SockRef;
 
 use super::Env;
-use super::buf::recycle;
+use super::buf::{Pooled, recycle};
 use super::outq::OutQueue;
+use super::topics::TooManyTopics;
 use crate::handler::SendStatus;
 use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
@@ -62,7 +63,8 @@ pub(crate) enum State {
 pub(crate) const OPENED: u16 = 1;
 /// `on_close` ran.
 pub(crate) const NOTIFIED: u16 = 1 << 1;
-/// Not reading: the output queue is at its cap.
+/// Not reading: the output queue is at its cap, or the memory budget has
+/// no room for the reply (or the publish) the next message may bring.
 pub(crate) const READ_PAUSED: u16 = 1 << 2;
 /// The socket did not take all queued output; waiting for writability.
 pub(crate) const WRITE_BLOCKED: u16 = 1 << 3;
@@ -83,6 +85,11 @@ pub(crate) const PING_OUT: u16 = 1 << 9;
 pub(crate) const DEFLATE: u16 = 1 << 10;
 /// The connection subscribed to topics (its sets are in the reactor's `Topics`).
 pub(crate) const TOPICS: u16 = 1 << 11;
+/// The connection has published: what it sends may wait in the reactors'
+/// inboxes, so it reads only while the memory budget has room for that.
+pub(crate) const PUBLISHER: u16 = 1 << 12;
+/// In the reactor's list of connections paused for the memory budget.
+pub(crate) const STARVED: u16 = 1 << 13;
 
 /// `timer_due` when the connection has no entry in the timer wheel.
 pub(crate) const NO_TIMER: u32 = u32::MAX;
@@ -118,11 +125,36 @@ pub(crate) struct Bufs {
     pub(crate) out: OutQueue,
     /// The tick of the last write that made progress (for the write-stall timeout).
     pub(crate) last_progress: u32,
+    /// What the reactor's memory count holds for these buffers.
+    pub(crate) accounted: usize,
 }
 
 impl Bufs {
     fn is_idle(&self) -> bool {
         self.carry.is_empty() && self.message.is_empty() && self.out.is_empty()
+    }
+
+    /// What the memory budget counts for these buffers: partial input,
+    /// reassembly, queued output, and the buffers' own box.
+    pub(crate) fn holding(&self) -> usize {
+        std::mem::size_of::<Bufs>()
+            + self.carry.capacity()
+            + self.message.capacity()
+            + self.out.heap_bytes()
+    }
+}
+
+impl Pooled for Box<Bufs> {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Bufs>()
+            + self.carry.capacity()
+            + self.message.capacity()
+            + self.out.capacity_bytes()
+    }
+
+    fn lighten(&mut self) {
+        let last_progress = self.last_progress;
+        **self = Bufs { last_progress, ..Bufs::default() };
     }
 }
 
@@ -141,6 +173,9 @@ pub(crate) struct Conn<C> {
     pub(crate) flags: u16,
     /// The code we closed with (reported by `on_close`).
     pub(crate) close_code: u16,
+    /// The largest message this connection may send, in KiB, when its
+    /// handler set one below the server's (0: the server's).
+    pub(crate) max_message_kib: u16,
     /// The tick at which this connection's timer wheel entry is due.
     pub(crate) timer_due: u32,
     /// The tick of the last bytes received (proof of life for pings).
@@ -161,6 +196,7 @@ impl<C: Default> Conn<C> {
             state: State::Handshake,
             flags: 0,
             close_code: 0,
+            max_message_kib: 0,
             timer_due: NO_TIMER,
             last_read: tick,
             last_msg: tick,
@@ -222,6 +258,24 @@ impl<C> Conn<C> {
         }
     }
 
+    /// The largest message this connection may send now.
+    pub(crate) fn max_message_size(&self, env: &Env) -> usize {
+        match self.max_message_kib {
+            0 => env.cfg.max_message_size,
+            kib => env.cfg.max_message_size.min(usize::from(kib) << 10),
+        }
+    }
+
+    /// Sets the largest message this connection may send: `bytes` rounded up
+    /// to a whole KiB (at least 1 KiB), never above the server's limit.
+    pub(crate) fn set_max_message_size(&mut self, env: &Env, bytes: usize) {
+        let kib = bytes.div_ceil(1 << 10).max(1);
+        self.max_message_kib = match u16::try_from(kib) {
+            Ok(kib) if usize::from(kib) << 10 < env.cfg.max_message_size => kib,
+            _ => 0,
+        };
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
         self.bufs.as_ref().map_or(0, |b| b.out.queued())
@@ -232,10 +286,21 @@ impl<C> Conn<C> {
         self.bufs.get_or_insert_with(|| env.bufs.take_or(Box::default))
     }
 
+    /// Brings the reactor's memory count up to date with what the buffers
+    /// hold now.
+    pub(crate) fn account(&mut self, env: &mut Env) {
+        if let Some(b) = self.bufs.as_mut() {
+            let now = b.holding();
+            env.held = env.held - b.accounted + now;
+            b.accounted = now;
+        }
+    }
+
     /// Gives the buffers back to the pool once nothing is pending.
     pub(crate) fn release_if_idle(&mut self, env: &mut Env) {
         if self.bufs.as_ref().is_some_and(|b| b.is_idle()) {
             if let Some(mut b) = self.bufs.take() {
+                env.held -= std::mem::take(&mut b.accounted);
                 trim(&mut b.carry);
                 trim(&mut b.message);
                 env.bufs.give(b);
@@ -246,6 +311,7 @@ impl<C> Conn<C> {
     /// Drops all buffers (the connection is going away).
     pub(crate) fn release_all(&mut self, env: &mut Env) {
         if let Some(mut b) = self.bufs.take() {
+            env.held -= std::mem::take(&mut b.accounted);
             b.out.clear(&mut env.chunks);
             trim(&mut b.carry);
             trim(&mut b.message);
@@ -253,11 +319,34 @@ impl<C> Conn<C> {
         }
     }
 
+    /// Marks the connection as one that publishes (see [`PUBLISHER`]).
+    pub(crate) fn mark_publisher(&mut self) {
+        self.flags |= PUBLISHER;
+    }
+
     /// Whether a frame of `len` bytes fits under the backpressure cap. An
     /// empty queue takes any frame, so no message size is unsendable.
+    /// (Replies to input were admitted to the memory budget before the input
+    /// was read; what else grows a queue is held to the cap and shed.)
     fn admits(&self, env: &Env, len: usize) -> bool {
         let queued = self.queued();
         queued == 0 || queued + len <= env.cfg.max_backpressure
+    }
+
+    /// Whether a delivery of `len` bytes fits under the backpressure cap and
+    /// in what the memory budget has left; if not, the topic's slow-consumer
+    /// policy applies. A queue under a sixteenth of its cap needs no room,
+    /// so a subscriber that keeps up never loses a frame to the budget.
+    fn admits_delivery(&mut self, env: &mut Env, len: usize) -> bool {
+        if !self.admits(env, len) {
+            return false;
+        }
+        if self.queued() < env.cfg.max_backpressure / 16 {
+            // A few frames behind, as one that keeps up may be.
+            return true;
+        }
+        self.account(env);
+        len <= env.memory_room()
     }
 
     fn status(&self) -> SendStatus {
@@ -312,19 +401,26 @@ impl<C> Conn<C> {
     }
 
     /// Adds the connection to `topic`'s subscribers on this reactor, for
-    /// the publishes after seq `after`; false if it already was one.
+    /// the publishes after seq `after`; `Ok(false)` if it already was one.
     pub(crate) fn subscribe(
         &mut self,
         env: &mut Env,
         slot: usize,
         topic: &TopicName,
         after: u64,
-    ) -> bool {
+    ) -> Result<bool, TooManyTopics> {
+        let shared = &env.handle.shared;
+        let published = |t: &str| match shared.store.contains(t) {
+            true => Some(true),
+            // A new name costs memory that no connection's buffers show.
+            false => (!shared.budget.nearly_spent()).then_some(false),
+        };
+        let added = env.topics.subscribe(slot, self.generation, topic, after, published)?;
         self.flags |= TOPICS;
-        env.topics.subscribe(slot, self.generation, topic, after)
+        Ok(added)
     }
 
-    /// Queues a topic's frame, tagged (`tag`: the topic's id) for
+    /// Queues a topic's frame, tagged (`tag`: the topic's on this reactor) for
     /// conflation. `Dropped` when the queue is full and conflation (if that
     /// is the topic's `policy`) found nothing to replace: the caller applies
     /// the rest of the policy.
@@ -346,8 +442,8 @@ impl<C> Conn<C> {
             true => env.deflate.shared(slot, frame).unwrap_or_else(|| Arc::clone(frame.plain())),
             false => Arc::clone(frame.plain()),
         };
-        if self.admits(env, bytes.len()) {
-            self.bufs_mut(env).out.push_tagged(bytes, tag);
+        if self.admits_delivery(env, bytes.len()) {
+            self.bufs_mut(env).out.push_tagged(bytes, tag, policy);
             self.last_msg = env.tick;
             return self.status();
         }

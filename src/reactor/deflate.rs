@@ -44,7 +44,34 @@ pub(crate) struct Deflate {
     /// Compressed payloads are written here before they are framed.
     scratch: Vec<u8>,
     counters: Arc<Counters>,
+    /// What the contexts held by connections (not the pooled or contextless
+    /// ones) cost, by [`context_bytes`].
+    held: usize,
 }
+
+/// Roughly what one context costs: a compressor's window, hash chains and
+/// buffers (zlib's `(1 << (bits + 2)) + (1 << (mem_level + 9))`, mem_level
+/// 8), or an inflater's window and tables.
+fn context_bytes(compressor: bool, bits: u8) -> usize {
+    let window = 1usize << bits.clamp(MIN_WINDOW_BITS, 15);
+    if compressor { 4 * window + (128 << 10) + (6 << 10) } else { window + (7 << 10) }
+}
+
+impl PerConn {
+    /// What this connection's own contexts cost.
+    fn held(&self) -> usize {
+        let a = &self.agreed;
+        let compressor =
+            self.compressor.as_ref().map_or(0, |_| context_bytes(true, a.server_max_window_bits));
+        let inflater =
+            self.inflater.as_ref().map_or(0, |_| context_bytes(false, a.client_max_window_bits));
+        compressor + inflater
+    }
+}
+
+/// A compression scratch buffer bigger than this is freed after a message
+/// much smaller than it, so one huge message does not pin its size.
+const MAX_KEPT_SCRATCH: usize = 256 << 10;
 
 /// How many idle contextless inflaters a reactor keeps per window size.
 const POOLED_INFLATERS: usize = 16;
@@ -62,7 +89,13 @@ impl Deflate {
             inflaters: Default::default(),
             scratch: Vec::new(),
             counters,
+            held: 0,
         }
+    }
+
+    /// What the compression contexts of this reactor's connections cost.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     /// Answers the request's permessage-deflate offers (`None`: decline or
@@ -85,6 +118,7 @@ impl Deflate {
     /// The connection in `slot` is gone: lend its inflater to others.
     pub(crate) fn close(&mut self, slot: usize) {
         if let Some(c) = self.conns.remove(&slot) {
+            self.held -= c.held();
             if let Some(d) = c.inflater {
                 self.give_back(d);
             }
@@ -113,8 +147,12 @@ impl Deflate {
     ) -> Result<(), InflateError> {
         let Some(c) = self.conns.get_mut(&slot) else { return Err(InflateError::Corrupt) };
         let agreed = c.agreed;
+        let cost = context_bytes(false, agreed.client_max_window_bits);
         let mut d = match c.inflater.take() {
-            Some(d) => d,
+            Some(d) => {
+                self.held -= cost;
+                d
+            }
             None if agreed.client_no_context_takeover => {
                 let pool = &mut self.inflaters[index(agreed.client_max_window_bits)];
                 pool.pop().unwrap_or_else(|| Box::new(Decompressor::for_server(&agreed)))
@@ -126,6 +164,7 @@ impl Deflate {
             self.give_back(d);
         } else if let Some(c) = self.conns.get_mut(&slot) {
             c.inflater = Some(d);
+            self.held += cost;
         }
         result
     }
@@ -143,8 +182,14 @@ impl Deflate {
             self.contextless[index(agreed.server_max_window_bits)]
                 .get_or_insert_with(|| Compressor::for_server(&agreed, level))
         } else {
+            if c.compressor.is_none() {
+                self.held += context_bytes(true, agreed.server_max_window_bits);
+            }
             c.compressor.get_or_insert_with(|| Box::new(Compressor::for_server(&agreed, level)))
         };
+        if self.scratch.capacity() > MAX_KEPT_SCRATCH && msg.len() < self.scratch.capacity() / 4 {
+            self.scratch = Vec::new();
+        }
         self.scratch.clear();
         compressor.compress(msg.as_bytes(), &mut self.scratch);
         self.counters.inc(Counter::Compressions);
@@ -162,6 +207,9 @@ impl Deflate {
         let bits = self.cfg.server_max_window_bits;
         if agreed.server_max_window_bits < bits {
             return None;
+        }
+        if self.scratch.capacity() > MAX_KEPT_SCRATCH && frame.len() < self.scratch.capacity() / 4 {
+            self.scratch = Vec::new();
         }
         let (cfg, counters) = (self.cfg, &self.counters);
         let compressor = self.contextless[index(bits)]

@@ -19,6 +19,18 @@ pub(crate) enum Command {
     Shutdown(Instant),
 }
 
+impl Command {
+    /// The frame bytes it carries (what the memory budget counts while it
+    /// waits in an inbox).
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Command::Broadcast(frames) => frames.iter().map(Frame::len).sum(),
+            Command::Publish(_, _, frame) => frame.len(),
+            Command::Shutdown(_) => 0,
+        }
+    }
+}
+
 /// A reactor's inbox. Posting wakes the reactor only when the queue was
 /// empty, so a burst of posts costs one wake-up.
 pub(crate) struct Inbox {

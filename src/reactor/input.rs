@@ -6,6 +6,7 @@
 
 use crate::handler::{Accept, Ctx, Handler, Reject};
 use crate::message::Message;
+use crate::proto::deflate::InflateError;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, Request};
 use crate::proto::utf8::Utf8Validator;
@@ -13,7 +14,10 @@ use crate::proto::{CloseCode, Decoded, Event, ProtoError};
 use crate::stats::Counter;
 
 use super::Env;
-use super::conn::{self, Conn, DEFLATE, DISCARD, NOTIFIED, OPENED, READ_PAUSED, State};
+use super::conn::{
+    self, Conn, DEFLATE, DISCARD, NOTIFIED, OPENED, PUBLISHER, READ_PAUSED, STARVED, State,
+};
+use super::memory::reserve_within;
 
 /// Tells the handler the connection is closed (once; `NOTIFIED` marks it).
 pub(super) fn notify_close<H: Handler>(
@@ -68,11 +72,14 @@ pub(super) fn process<H: Handler>(
                 if conn.has(DISCARD) {
                     return input.len();
                 }
-                if conn.state == State::Open && !can_take_next(conn, env, &input[pos..]) {
+                if conn.state == State::Open && !can_take_next(conn, env, slot, &input[pos..]) {
                     conn.flags |= READ_PAUSED;
                     return pos;
                 }
-                let limits = if conn.has(DEFLATE) { env.decoder_rsv1 } else { env.decoder };
+                let mut limits = if conn.has(DEFLATE) { env.decoder_rsv1 } else { env.decoder };
+                if conn.max_message_kib != 0 {
+                    limits.max_message_size = conn.max_message_size(env);
+                }
                 match conn.decoder.decode(&mut input[pos..], &limits) {
                     Ok(Decoded::NeedMore) => return pos,
                     Ok(Decoded::Progress { consumed, event }) => {
@@ -92,12 +99,17 @@ pub(super) fn process<H: Handler>(
 }
 
 /// Whether the output queue could take a reply as large as the next
-/// message. Reading stops before a handler would have to drop a reply, so a
-/// client that sends faster than it reads meets TCP backpressure instead of
-/// losing messages (and the queue stays under its cap).
-fn can_take_next<C>(conn: &Conn<C>, env: &Env, input: &[u8]) -> bool {
+/// message, under its cap and in the memory budget. Reading stops before a
+/// handler would have to drop a reply, so a client that sends faster than
+/// it reads meets TCP backpressure instead of losing messages (and the
+/// queue stays under its cap). A publisher meets it too while the budget
+/// has no room for its next publish (the reactors' inboxes hold them until
+/// they are fanned out). A connection paused for the budget is listed in
+/// `env.starved`, to read again once there is room.
+fn can_take_next<C>(conn: &mut Conn<C>, env: &mut Env, slot: usize, input: &[u8]) -> bool {
     let queued = conn.queued();
-    if queued == 0 {
+    let publisher = conn.has(PUBLISHER);
+    if queued == 0 && !publisher {
         return true;
     }
     let cap = env.cfg.max_backpressure;
@@ -115,7 +127,18 @@ fn can_take_next<C>(conn: &Conn<C>, env: &Env, input: &[u8]) -> bool {
     };
     let message = conn.decoder.message_len().saturating_add(next);
     let reply = usize::try_from(message).map_or(usize::MAX, conn::frame_len);
-    queued.saturating_add(reply) <= cap
+    if queued > 0 && queued.saturating_add(reply) > cap {
+        return false;
+    }
+    conn.account(env);
+    if reply <= env.memory_room() {
+        return true;
+    }
+    if !conn.has(STARVED) {
+        conn.flags |= STARVED;
+        env.starved.push(slot);
+    }
+    false
 }
 
 /// The peer's address, for log lines.
@@ -146,6 +169,12 @@ fn upgrade<H: Handler>(
             return;
         }
     };
+    if env.handle.shared.budget.nearly_spent() {
+        log::info!("{}: refused: the memory budget is nearly spent", peer(conn));
+        env.counters.inc(Counter::MemoryRefused);
+        reject(conn, env, slot, &Reject::new(503, "server is at its memory limit"));
+        return;
+    }
     if !env.handle.try_open() {
         log::info!("{}: refused: at max connections", peer(conn));
         reject(conn, env, slot, &Reject::new(503, "server is at its connection limit"));
@@ -236,8 +265,31 @@ fn fail<H: Handler>(
 ) {
     log::info!("{}: {reason}; closing with {}", peer(conn), code.0);
     env.counters.inc(Counter::ProtocolErrors);
+    abort(conn, env, handler, slot, code, reason);
+}
+
+/// A message outgrew what the memory budget has left: 1009, as for any
+/// message too big now. One line per connection at debug; the reactor logs
+/// how many at warn, at most once a tick.
+fn over_budget<H: Handler>(conn: &mut Conn<H::Conn>, env: &mut Env, handler: &mut H, slot: usize) {
+    log::debug!("{}: a message outgrew the memory budget; closing with 1009", peer(conn));
+    env.counters.inc(Counter::MemoryShed);
+    env.outgrown += 1;
+    abort(conn, env, handler, slot, CloseCode::TOO_BIG, "server memory limit");
+}
+
+/// Closes with `code`, ignores further input, and frees what the message held.
+fn abort<H: Handler>(
+    conn: &mut Conn<H::Conn>,
+    env: &mut Env,
+    handler: &mut H,
+    slot: usize,
+    code: CloseCode,
+    reason: &str,
+) {
     if let Some(b) = conn.bufs.as_mut() {
-        b.message.clear();
+        // Nothing more is read: what the message held goes back at once.
+        b.message = Vec::new();
     }
     conn.begin_close(env, slot, code, reason);
     conn.flags |= DISCARD;
@@ -260,7 +312,11 @@ fn on_event<H: Handler>(
             if conn.state != State::Open {
                 return;
             }
-            let Env { bufs, deflate, cfg, .. } = env;
+            let max = conn.max_message_size(env);
+            // The message grows only into what the memory budget has left.
+            conn.account(env);
+            let room = env.memory_room();
+            let Env { bufs, deflate, .. } = env;
             let b = conn.bufs.get_or_insert_with(|| bufs.take_or(Box::default));
             if first {
                 b.message.clear();
@@ -268,10 +324,14 @@ fn on_event<H: Handler>(
             }
             if compressed {
                 let before = b.message.len();
-                let inflated =
-                    deflate.inflate(slot, data, fin, cfg.max_message_size, &mut b.message);
+                // The inflater never lets the buffer's capacity pass its cap.
+                let cap = max.min(b.message.capacity().saturating_add(room));
+                let inflated = deflate.inflate(slot, data, fin, cap, &mut b.message);
                 if let Err(e) = inflated {
                     b.message.clear();
+                    if e == InflateError::TooBig && cap < max {
+                        return over_budget(conn, env, handler, slot);
+                    }
                     fail(conn, env, handler, slot, e.close_code(), e.reason());
                     return;
                 }
@@ -283,8 +343,11 @@ fn on_event<H: Handler>(
                     fail(conn, env, handler, slot, e.close_code(), e.reason());
                     return;
                 }
-            } else {
+            } else if reserve_within(&mut b.message, data.len(), room) {
+                // (The decoder holds the message to its limit.)
                 b.message.extend_from_slice(data);
+            } else {
+                return over_budget(conn, env, handler, slot);
             }
             if !fin {
                 return;

@@ -18,9 +18,10 @@ mod deflate;
 pub(crate) mod inbox;
 mod input;
 pub(crate) mod listener;
+pub(crate) mod memory;
 mod outq;
 pub(crate) mod timer;
-mod topics;
+pub(crate) mod topics;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -57,12 +58,21 @@ const PING: [u8; 2] = [0x89, 0x00];
 
 /// How many bytes one connection may read per loop turn before the others get a go.
 const READ_BUDGET_READS: usize = 4;
+
+/// The smallest read, however little room the memory budget has left.
+const MIN_READ: usize = 4096;
 /// Slots in the timer wheel: with 100 ms ticks, one turn of the wheel is 102 s.
 const WHEEL_SLOTS: usize = 1024;
 /// Buffer sets kept for reuse: a publish to many subscribers borrows one per
 /// subscriber for the turn, and giving most back to the allocator each turn
 /// costs more than the ~350 bytes each keeps (at most ~1.4 MiB per reactor).
 const POOLED_BUFS: usize = 4096;
+/// The buffers those sets may keep in all (input, reassembly); past it, a set
+/// goes back to the pool empty.
+const POOLED_BUFS_BYTES: usize = 4 << 20;
+/// Output chunks kept for reuse, and the bytes they may keep in all.
+const POOLED_CHUNKS: usize = 256;
+const POOLED_CHUNKS_BYTES: usize = 2 << 20;
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted (and their requests answered) per loop turn: a
@@ -107,6 +117,24 @@ pub(crate) struct Env {
     scratch: Vec<u8>,
     /// Scratch space for copying small output chunks into one write.
     gather: Vec<u8>,
+    /// Bytes this reactor's connections hold in buffers (the memory budget's count).
+    pub(crate) held: usize,
+    /// `held` (with compression contexts) as last posted to the budget.
+    held_posted: usize,
+    /// The heap bytes of the connection slab (it only grows).
+    slab_bytes: usize,
+    /// The tick of the last shedding (at most one per tick).
+    last_shed: u32,
+    /// Connections closed since the last warning because a message outgrew
+    /// the memory budget.
+    outgrown: u32,
+    /// The tick of the last such warning (at most one per tick).
+    last_warned: u32,
+    /// Connections whose reading paused for want of room in the memory budget.
+    pub(crate) starved: Vec<usize>,
+    /// The highest count since malloc last gave memory back, and the tick then.
+    trim_mark: usize,
+    last_trim: u32,
 }
 
 impl Env {
@@ -197,7 +225,7 @@ impl<H: Handler> Reactor<H> {
         };
         let counters = Arc::clone(&handle.shared.counters[id]);
         let deflate = Deflate::new(cfg.deflate, Arc::clone(&counters));
-        let topics = Topics::new(cfg.slow_consumer.clone());
+        let topics = Topics::new(cfg.slow_consumer.clone(), Arc::clone(&handle.shared.unpublished));
         Reactor {
             poll: parts.poll,
             listener: Some(parts.listener),
@@ -208,8 +236,8 @@ impl<H: Handler> Reactor<H> {
                 reactor_id: id,
                 cfg,
                 handle,
-                bufs: Pool::new(POOLED_BUFS),
-                chunks: Pool::new(256),
+                bufs: Pool::with_byte_cap(POOLED_BUFS, POOLED_BUFS_BYTES),
+                chunks: Pool::with_byte_cap(POOLED_CHUNKS, POOLED_CHUNKS_BYTES),
                 decoder,
                 decoder_rsv1: DecoderConfig { allow_rsv1: true, ..decoder },
                 deflate,
@@ -222,6 +250,15 @@ impl<H: Handler> Reactor<H> {
                 topics,
                 scratch: Vec::new(),
                 gather: Vec::with_capacity(outq::GATHER_LIMIT),
+                held: 0,
+                held_posted: 0,
+                slab_bytes: 0,
+                outgrown: 0,
+                last_warned: u32::MAX,
+                starved: Vec::new(),
+                trim_mark: 0,
+                last_trim: u32::MAX,
+                last_shed: u32::MAX,
             },
             rbuf,
             again: Vec::new(),
@@ -317,6 +354,9 @@ impl<H: Handler> Reactor<H> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
+        self.check_memory();
+        self.feed_starved();
+        self.env.counters.set(Counter::Topics, self.env.topics.len() as u64);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -366,7 +406,9 @@ impl<H: Handler> Reactor<H> {
                         continue;
                     }
                     self.next_generation = self.next_generation.wrapping_add(1);
-                    let conn = entry.insert(Conn::new(stream, self.next_generation, self.env.tick));
+                    entry.insert(Conn::new(stream, self.next_generation, self.env.tick));
+                    self.env.slab_bytes = self.conns.capacity() * size_of::<Conn<H::Conn>>();
+                    let Some(conn) = self.conns.get_mut(token.0) else { continue };
                     self.env.schedule(token.0, conn);
                     self.env.counters.inc(Counter::Accepted);
                     if deferred {
@@ -392,6 +434,8 @@ impl<H: Handler> Reactor<H> {
     fn run_commands(&mut self) {
         let mut commands = std::mem::take(&mut self.commands);
         self.inbox.drain(&mut commands);
+        let bytes = commands.iter().map(Command::bytes).sum();
+        self.env.handle.shared.budget.taken(bytes);
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Broadcast(frames) => self.remote_broadcasts.extend(frames),
@@ -436,11 +480,16 @@ impl<H: Handler> Reactor<H> {
                 break;
             }
             let carry_len = conn.bufs.as_ref().map_or(0, |b| b.carry.len());
-            let room = self.rbuf.len() - carry_len;
+            // Input that cannot be processed yet (reading paused) is set aside
+            // in the connection's carry: as the memory budget fills, each read
+            // may take only an eighth of what is left, so all those carries
+            // together stay within it.
+            let allowance = (self.env.memory_room() / 8).max(MIN_READ);
+            let room = (self.rbuf.len() - carry_len).min(allowance);
             let (n, eof) = if room == 0 {
                 (0, false)
             } else {
-                match conn.stream.read(&mut self.rbuf[carry_len..]) {
+                match conn.stream.read(&mut self.rbuf[carry_len..carry_len + room]) {
                     Ok(0) => (0, true),
                     Ok(n) => {
                         conn.last_read = self.env.tick;
@@ -578,12 +627,12 @@ impl<H: Handler> Reactor<H> {
             // before the next one's are taken.
             let last_seq = publishes.iter().map(|p| p.1).max().unwrap_or(0);
             self.env.topics.start_delivery(id, last_seq, &mut self.skip);
-            let policy = self.env.topics.policy(id);
+            let (policy, tag) = self.env.topics.policy(id);
             members.extend_from_slice(self.env.topics.members(id));
             for m in members.drain(..) {
                 let slot = m.slot as usize;
                 let live = publishes.iter().all(|(_, _, frame)| {
-                    self.queue_topic_frame(slot, m.generation, frame, id, policy)
+                    self.queue_topic_frame(slot, m.generation, frame, tag, policy)
                 });
                 if live {
                     self.flush(slot);
@@ -594,14 +643,14 @@ impl<H: Handler> Reactor<H> {
             for (topic, seq, frame) in &publishes {
                 let Some(id) = self.env.topics.id(topic.as_str()) else { continue };
                 self.env.topics.start_delivery(id, *seq, &mut skip);
-                let policy = self.env.topics.policy(id);
+                let (policy, tag) = self.env.topics.policy(id);
                 members.extend_from_slice(self.env.topics.members(id));
                 for m in members.drain(..) {
                     if !skip.is_empty() && skip.binary_search(&m).is_ok() {
                         continue;
                     }
                     let slot = m.slot as usize;
-                    if self.queue_topic_frame(slot, m.generation, frame, id, policy) {
+                    if self.queue_topic_frame(slot, m.generation, frame, tag, policy) {
                         self.mark_dirty(slot);
                     }
                 }
@@ -613,22 +662,22 @@ impl<H: Handler> Reactor<H> {
         self.members = members;
     }
 
-    /// Queues topic `id`'s frame for the connection in `slot` (if it is still
-    /// generation `generation`) under the topic's slow-consumer `policy`; false
-    /// if nothing more can go to it this turn.
+    /// Queues a topic's frame (tagged `tag`) for the connection in `slot` (if
+    /// it is still generation `generation`) under the topic's slow-consumer
+    /// `policy`; false if nothing more can go to it this turn.
     fn queue_topic_frame(
         &mut self,
         slot: usize,
         generation: u32,
         frame: &Frame,
-        id: u32,
+        tag: u32,
         policy: SlowConsumer,
     ) -> bool {
         let Some(conn) = self.conns.get_mut(slot) else { return false };
         if conn.generation != generation {
             return false;
         }
-        let status = conn.send_topic(&mut self.env, slot, frame, id, policy);
+        let status = conn.send_topic(&mut self.env, slot, frame, tag, policy);
         if status == SendStatus::Dropped && conn.is_open() && policy == SlowConsumer::Close {
             log::info!("{}: slow consumer; closing with 1008", peer(conn));
             self.env.counters.inc(Counter::SlowConsumers);
@@ -698,6 +747,7 @@ impl<H: Handler> Reactor<H> {
             }
             _ => {}
         }
+        conn.account(&mut self.env);
         conn.release_if_idle(&mut self.env);
     }
 
