@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,15 +22,21 @@ fn free_port() -> u16 {
 
 impl Cli {
     fn start(args: &[&str]) -> Cli {
+        Cli::start_with(args, "warn", |_| {})
+    }
+
+    /// Like [`Cli::start`] with `--log LOG`, after `configure` (e.g. a piped stderr) runs on the
+    /// command.
+    fn start_with(args: &[&str], log: &str, configure: impl FnOnce(&mut Command)) -> Cli {
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
-            .args(args)
-            .args(["--bind", &bind, "--log", "warn"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
+        cmd.args(args)
+            .args(["--bind", &bind, "--log", log])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         Cli { child, addr: bind.parse().unwrap(), line }
@@ -148,6 +154,90 @@ fn bad_flags_are_clear_errors() {
         let (code, err) = run_to_end(args);
         assert_ne!(code, 0, "{args:?}");
         assert!(!err.is_empty() && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// Runs the binary on a free port for up to 5 s: its exit status (`None`: still running, then
+/// killed), its stderr, and whether anything was listening on that port meanwhile.
+fn run_briefly(args: &[&str]) -> (Option<std::process::ExitStatus>, String, bool) {
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
+        .args(args)
+        .args(["--bind", &bind])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut exited = false;
+    while !exited && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        exited = child.try_wait().unwrap().is_some();
+    }
+    let listening = std::net::TcpStream::connect(&bind).is_ok();
+    let _ = child.kill(); // a no-op if it exited
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (exited.then_some(status), err, listening)
+}
+
+#[test]
+fn bad_log_levels_and_zero_reactors_are_refused_before_listening() {
+    for (args, flag) in [
+        (&["echo", "--log", "bogus"][..], "--log"),
+        (&["pubsub", "--log", ""], "--log"),
+        (&["broadcast", "--log", "warning"], "--log"),
+        (&["echo", "--reactors", "0"], "--reactors"),
+        (&["pubsub", "--reactors", "0"], "--reactors"),
+    ] {
+        let (status, err, listening) = run_briefly(args);
+        assert!(!listening, "{args:?} started a server; stderr: {err}");
+        let status = status.unwrap_or_else(|| panic!("{args:?} was accepted; stderr: {err}"));
+        assert!(!status.success(), "{args:?}: {status:?}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: ") && first.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let (_, err, _) = run_briefly(&["echo", "--log", "bogus"]);
+    assert!(err.contains("error, warn, info, debug, trace, off"), "{err}");
+    let (_, err, _) = run_briefly(&["echo", "--reactors", "0"]);
+    assert!(err.contains("at least 1"), "{err}");
+}
+
+/// `--log` takes a level in any case; RUST_LOG overrides it. The binary logs the open-file
+/// limit at debug level before its startup line, and its counters at info level at exit.
+#[test]
+fn log_levels_in_any_case_start_and_rust_log_overrides_them() {
+    for (log, rust_log, debug) in [
+        ("debug", None, true),
+        ("OFF", None, false),
+        ("Trace", None, true),
+        ("off", Some("debug"), true),
+        ("DEBUG", Some("error"), false),
+    ] {
+        let mut cli = Cli::start_with(&["echo", "--shutdown-timeout", "1"], log, |c| {
+            c.env_remove("RUST_LOG").stderr(Stdio::piped());
+            if let Some(v) = rust_log {
+                c.env("RUST_LOG", v);
+            }
+        });
+        assert!(cli.line.contains("listening on"), "--log {log}: {}", cli.line);
+        let mut c = RawClient::connect(cli.addr);
+        c.send(&masked(true, 1, b"hello"));
+        assert_eq!(c.read_frame().unwrap().payload, b"hello");
+        drop(c);
+        cli.signal(libc::SIGTERM);
+        let status = cli.wait(Duration::from_secs(5)).expect("did not exit after SIGTERM");
+        assert!(status.success(), "{status:?}");
+        let mut err = String::new();
+        cli.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let case = format!("--log {log}, RUST_LOG {rust_log:?}: {err}");
+        assert_eq!(err.contains("open-file limit"), debug, "{case}");
+        if log == "OFF" {
+            assert!(err.is_empty(), "{case}");
+        }
     }
 }
 
