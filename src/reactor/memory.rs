@@ -31,8 +31,9 @@
 //!   ("slow consumer").
 //!
 //! A frame shared by many queues is counted in each (an upper bound on what
-//! it costs), so the count never understates. With glibc, a reactor whose
-//! count has fallen by 4 MiB asks malloc to give the freed pages back.
+//! it costs), so the count never understates. With glibc, once half the
+//! budget is held, a reactor whose count has fallen by 4 MiB asks malloc to
+//! give the freed pages back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,8 +48,8 @@ use crate::stats::Counter;
 /// last post, as well as at the end of each loop turn.
 const POST_EVERY: usize = 256 << 10;
 
-/// A reactor asks malloc to give freed memory back to the system once its
-/// count has fallen by this much since it last did.
+/// Under memory pressure, a reactor asks malloc to give freed memory back to
+/// the system once its count has fallen by this much since it last did.
 const TRIM_AFTER: usize = 4 << 20;
 
 /// Returns the free pages of malloc's heaps to the system (glibc only; other
@@ -179,10 +180,14 @@ impl<H: Handler> Reactor<H> {
             budget.post(&mut self.env.held_posted, held);
         }
         self.env.counters.set(Counter::MemoryHeld, held as u64);
-        // What connections let go of goes back to the system, at most once a
-        // tick: glibc's malloc keeps freed memory amid its heap otherwise.
+        // Under pressure (half the budget held), what connections let go of
+        // goes back to the system, at most once a tick: glibc's malloc keeps
+        // freed memory amid its heap otherwise.
         self.env.trim_mark = self.env.trim_mark.max(held);
-        if self.env.trim_mark - held >= TRIM_AFTER && self.env.tick != self.env.last_trim {
+        if self.env.trim_mark - held >= TRIM_AFTER
+            && self.env.tick != self.env.last_trim
+            && budget.held() > budget.max / 2
+        {
             self.env.last_trim = self.env.tick;
             self.env.trim_mark = held;
             give_back_to_system();
