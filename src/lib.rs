@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
-mod handler;
+mod config;
 mod message;
 pub mod proto;
 pub mod pubsub;
@@ -11,10 +11,12 @@ mod stats;
 #[cfg(test)]
 mod testing;
 
-pub use handler::{Accept, ConnId, Ctx, Handler, Reject, SendStatus};
+pub use config::SlowConsumer;
 pub use message::{Frame, Message};
 pub use proto::CloseCode;
 pub use proto::deflate::{DeflateConfig, Mode as Compression};
 pub use proto::handshake::Request;
-pub use server::{Builder, NoHandler, Publisher, Running, Server, ServerHandle, SlowConsumer};
+pub use reactor::door::{Publisher, ServerHandle};
+pub use reactor::handler::{Accept, ConnId, Ctx, Handler, Reject, SendStatus};
+pub use server::{Builder, NoHandler, Running, Server};
 pub use stats::Stats;

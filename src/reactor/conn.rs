@@ -15,14 +15,13 @@ use super::Env;
 use super::buf::{Pooled, recycle};
 use super::outq::OutQueue;
 use super::topics::TooManyTopics;
-use crate::handler::SendStatus;
+use crate::config::SlowConsumer;
 use crate::message::{Frame, Message};
 use crate::proto::close::encode_close_payload;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::utf8::Utf8Validator;
 use crate::proto::{CloseCode, Decoder};
 use crate::pubsub::TopicName;
-use crate::server::SlowConsumer;
 
 /// Writes to a connection's socket with the socket calls `send` and
 /// `sendmsg` (both with `MSG_NOSIGNAL`), not `write`/`writev`, which go
@@ -163,6 +162,20 @@ fn trim(v: &mut Vec<u8>) {
     if !recycle(v) {
         *v = Vec::new();
     }
+}
+
+/// What happened to a message handed to [`Ctx::send`](crate::Ctx::send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a Dropped message was not sent"]
+pub enum SendStatus {
+    /// Queued; the connection is keeping up.
+    Queued,
+    /// Queued, but the peer is not reading fast enough: output from earlier
+    /// turns is still waiting. Slow down until [`Handler::on_drain`](super::handler::Handler::on_drain).
+    Backpressured,
+    /// Not queued: the connection is closing, or the message would take its
+    /// queue past `max_backpressure`.
+    Dropped,
 }
 
 /// One connection.

@@ -4,7 +4,7 @@
 //! answer to bad input. Nothing here touches the poller; the socket only for
 //! the peer's address in log lines.
 
-use crate::handler::{Accept, Ctx, Handler, Reject};
+use super::handler::{Accept, Ctx, Handler, Reject};
 use crate::message::Message;
 use crate::proto::deflate::InflateError;
 use crate::proto::frame::{self, OpCode};

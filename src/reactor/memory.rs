@@ -38,9 +38,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::conn::{AGAIN, DISCARD, READ_PAUSED, STARVED, State};
+use super::handler::Handler;
 use super::input::peer;
 use super::{Env, Reactor};
-use crate::handler::Handler;
 use crate::proto::CloseCode;
 use crate::stats::Counter;
 

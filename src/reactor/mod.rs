@@ -15,6 +15,8 @@
 pub(crate) mod buf;
 mod conn;
 mod deflate;
+pub(crate) mod door;
+pub(crate) mod handler;
 pub(crate) mod inbox;
 mod input;
 pub(crate) mod listener;
@@ -39,15 +41,16 @@ use self::conn::{
     SHUT_WR, SocketWriter, State, TOPICS, Ticks, WRITE_BLOCKED, before,
 };
 use self::deflate::Deflate;
+use self::door::ServerHandle;
+use self::handler::{Ctx, Handler, SendStatus};
 use self::inbox::{Command, Inbox};
 use self::input::{notify_close, peer, process};
 use self::timer::Wheel;
 use self::topics::{Member, Topics};
-use crate::handler::{Ctx, Handler, SendStatus};
+use crate::config::{Config, SlowConsumer};
 use crate::message::Frame;
 use crate::proto::{CloseCode, DecoderConfig};
 use crate::pubsub::TopicName;
-use crate::server::{Config, ServerHandle, SlowConsumer};
 use crate::stats::{Counter, Counters};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);

@@ -17,7 +17,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
 use super::buf::{Pool, recycle};
-use crate::server::SlowConsumer;
+use crate::config::SlowConsumer;
 
 /// Owned frames are packed into one chunk up to this many bytes.
 const COALESCE_LIMIT: usize = 16 << 10;

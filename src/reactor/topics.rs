@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use slab::Slab;
 
+use crate::config::{SlowConsumer, SlowConsumerRules};
 use crate::pubsub::TopicName;
-use crate::server::{SlowConsumer, SlowConsumerRules};
 
 /// A subscriber: a connection's slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

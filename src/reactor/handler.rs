@@ -3,13 +3,15 @@
 
 use std::fmt;
 
+use super::Env;
+use super::conn::Conn;
+pub use super::conn::SendStatus;
+use super::door::ServerHandle;
 use crate::message::{Frame, Message};
 use crate::proto::CloseCode;
 use crate::proto::handshake::Request;
 use crate::pubsub::wire::Payload;
 use crate::pubsub::{StoreError, TopicName, TopicStore};
-use crate::reactor::{Conn, Env};
-use crate::server::ServerHandle;
 
 /// Application callbacks, one handler value per reactor thread.
 ///
@@ -132,20 +134,6 @@ impl Reject {
     pub fn status(&self) -> u16 {
         self.status
     }
-}
-
-/// What happened to a message handed to [`Ctx::send`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a Dropped message was not sent"]
-pub enum SendStatus {
-    /// Queued; the connection is keeping up.
-    Queued,
-    /// Queued, but the peer is not reading fast enough: output from earlier
-    /// turns is still waiting. Slow down until [`Handler::on_drain`].
-    Backpressured,
-    /// Not queued: the connection is closing, or the message would take its
-    /// queue past `max_backpressure`.
-    Dropped,
 }
 
 /// Identifies a connection across the whole server. Ids are never reused
