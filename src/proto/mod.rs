@@ -10,19 +10,28 @@
 //! - [`utf8`]: incremental, fail-fast UTF-8 validation (§8.1)
 //! - [`close`]: close codes and close payloads (§5.5.1, §7.4)
 //! - [`handshake`]: the opening handshake, both sides (§4)
-//! - [`conn`]: the streaming frame decoder that enforces every framing rule
+//! - [`decoder`]: the streaming frame decoder that enforces every framing rule
+//! - [`message`]: a whole message as it is handed out
+//! - [`connection`]: the whole connection as a state machine: handshake,
+//!   messages, the close handshake, pings and timeouts
+
+#![forbid(unsafe_code)]
 
 pub mod close;
-pub mod conn;
+pub mod connection;
+pub mod decoder;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod message;
 pub mod utf8;
 
 pub use close::CloseCode;
-pub use conn::{Decoded, Decoder, DecoderConfig, Event, Role};
+pub use connection::Connection;
+pub use decoder::{Decoded, Decoder, DecoderConfig, Event, Role};
 pub use frame::{FrameHeader, OpCode};
+pub use message::Message;
 
 /// A violation of RFC 6455 by the peer; the connection must be failed with
 /// [`ProtoError::close_code`].
