@@ -357,7 +357,7 @@ where
             let waker = mio::Waker::new(poll.registry(), reactor::WAKER)?;
             let inbox = Arc::new(Inbox::new(waker));
             inboxes.push(Arc::clone(&inbox));
-            parts.push(reactor::Parts { poll, listener, inbox });
+            parts.push(reactor::Endpoints { poll, listener, inbox });
         }
         let store = Arc::new(TopicStore::new(cfg.topics.clone()));
         let shared = Arc::new(Shared::new(&cfg, inboxes, store));
@@ -376,7 +376,7 @@ where
 pub struct Server<H: Handler> {
     cfg: Arc<Config>,
     handle: ServerHandle,
-    parts: Vec<reactor::Parts>,
+    parts: Vec<reactor::Endpoints>,
     factory: Arc<dyn Fn(usize) -> H + Send + Sync>,
     local_addr: SocketAddr,
 }
@@ -415,7 +415,7 @@ impl<H: Handler> Server<H> {
     /// Starts reactors `first..` on their own threads.
     fn spawn_reactors(
         &self,
-        parts: impl Iterator<Item = (usize, reactor::Parts)>,
+        parts: impl Iterator<Item = (usize, reactor::Endpoints)>,
     ) -> io::Result<Running> {
         let mut threads = Vec::new();
         for (id, p) in parts {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::inbox::{Command, Inbox};
-use super::memory::Budget;
+use super::budget::Budget;
+use super::inbox::{Command, Inbox, LocalId};
 use super::topics::Unpublished;
 use crate::config::Config;
 use crate::message::{Frame, Message};
+use crate::proto::CloseCode;
 use crate::pubsub::wire::Payload;
 use crate::pubsub::{StoreError, TopicName, TopicStore};
 use crate::stats::{Counters, Stats};
@@ -41,6 +42,34 @@ impl Shared {
             open: AtomicUsize::new(0),
             max_connections: cfg.max_connections,
         }
+    }
+}
+
+/// Identifies a connection across the whole server. Ids are never reused
+/// while a server runs (a slot's generation changes with each connection).
+/// Get one from [`Ctx::id`](crate::Ctx::id); use it from any thread with
+/// [`ServerHandle::send_to`] and [`ServerHandle::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) reactor: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl ConnId {
+    /// The reactor (thread) that owns the connection.
+    pub fn reactor(&self) -> usize {
+        self.reactor as usize
+    }
+
+    fn local(&self) -> LocalId {
+        LocalId { slot: self.slot as usize, generation: self.generation }
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.reactor, self.slot, self.generation)
     }
 }
 
@@ -78,8 +107,70 @@ impl ServerHandle {
     /// Sends `frame` to every open connection on every reactor.
     pub fn broadcast(&self, frame: &Frame) {
         for inbox in &self.shared.inboxes {
-            self.post(inbox, Command::Broadcast(vec![frame.clone()]));
+            self.post(inbox, Command::Broadcast(vec![frame.clone()], None));
         }
+    }
+
+    /// Sends `frame` to every open connection on every reactor but `skip`
+    /// (the sender, in a chat room).
+    pub fn broadcast_except(&self, frame: &Frame, skip: ConnId) {
+        for (i, inbox) in self.shared.inboxes.iter().enumerate() {
+            let skip = (i == skip.reactor()).then(|| skip.local());
+            self.post(inbox, Command::Broadcast(vec![frame.clone()], skip));
+        }
+    }
+
+    /// Sends `msg` to the connection `to`, from any thread: it is encoded
+    /// here and queued by the connection's reactor on its next turn, under
+    /// the connection's backpressure cap like [`Ctx::send`](crate::Ctx::send).
+    /// False if `to` names no reactor of this server. Whether it was queued
+    /// is not reported: a connection that has closed meanwhile (or whose
+    /// queue is full) does not get it, and the reactor counts it in
+    /// [`Stats::sends_dropped`].
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use wsreactor::{ConnId, Ctx, Handler, Message, Server};
+    ///
+    /// /// Tells another thread who connected; that thread may push to them.
+    /// struct App(mpsc::Sender<ConnId>);
+    ///
+    /// impl Handler for App {
+    ///     type Conn = ();
+    ///     fn on_open(&mut self, cx: &mut Ctx<'_, ()>) {
+    ///         let _ = self.0.send(cx.id());
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let (tx, rx) = mpsc::channel();
+    /// let server =
+    ///     Server::builder().bind("127.0.0.1:0")?.reactors(1).handler(move |_| App(tx.clone())).build()?;
+    /// let handle = server.handle();
+    /// let running = server.spawn()?;
+    /// std::thread::spawn(move || {
+    ///     for id in rx {
+    ///         handle.send_to(id, Message::Text("welcome"));
+    ///     }
+    /// });
+    /// running.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_to(&self, to: ConnId, msg: Message<'_>) -> bool {
+        let Some(inbox) = self.shared.inboxes.get(to.reactor()) else { return false };
+        self.post(inbox, Command::SendTo(to.local(), Frame::new(msg)));
+        true
+    }
+
+    /// Starts closing the connection `to` with `code` and `reason` (cut to
+    /// 123 bytes), from any thread, as [`Ctx::close`](crate::Ctx::close)
+    /// does on its reactor's next turn. False if `to` names no reactor of
+    /// this server; a connection already gone is left alone.
+    pub fn close(&self, to: ConnId, code: CloseCode, reason: &str) -> bool {
+        let Some(inbox) = self.shared.inboxes.get(to.reactor()) else { return false };
+        self.post(inbox, Command::Close(to.local(), code, reason.into()));
+        true
     }
 
     /// Starts a graceful shutdown and returns at once: every reactor stops

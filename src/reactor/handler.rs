@@ -1,12 +1,11 @@
 //! The application layer's view of a connection: [`Handler`] callbacks and
 //! the [`Ctx`] they act through. Nothing here touches a socket.
 
-use std::fmt;
-
-use super::Env;
 use super::conn::Conn;
 pub use super::conn::SendStatus;
-use super::door::ServerHandle;
+use super::door::{ConnId, ServerHandle};
+use super::inbox::LocalId;
+use super::state::ReactorState;
 use crate::message::{Frame, Message};
 use crate::proto::CloseCode;
 use crate::proto::handshake::Request;
@@ -136,44 +135,22 @@ impl Reject {
     }
 }
 
-/// Identifies a connection across the whole server. Ids are never reused
-/// while a server runs (a slot's generation changes with each connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    pub(crate) reactor: u32,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
-}
-
-impl ConnId {
-    /// The reactor (thread) that owns the connection.
-    pub fn reactor(&self) -> usize {
-        self.reactor as usize
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.reactor, self.slot, self.generation)
-    }
-}
-
 /// A connection as a callback sees it: its data, and the ways to send and close.
 pub struct Ctx<'a, C> {
     pub(crate) conn: &'a mut Conn<C>,
-    pub(crate) env: &'a mut Env,
+    pub(crate) st: &'a mut ReactorState,
     pub(crate) slot: usize,
 }
 
 impl<'a, C> Ctx<'a, C> {
-    pub(crate) fn new(conn: &'a mut Conn<C>, env: &'a mut Env, slot: usize) -> Self {
-        Ctx { conn, env, slot }
+    pub(crate) fn new(conn: &'a mut Conn<C>, st: &'a mut ReactorState, slot: usize) -> Self {
+        Ctx { conn, st, slot }
     }
 
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         ConnId {
-            reactor: self.env.reactor_id as u32,
+            reactor: self.st.reactor_id as u32,
             slot: self.slot as u32,
             generation: self.conn.generation,
         }
@@ -192,7 +169,7 @@ impl<'a, C> Ctx<'a, C> {
     /// Queues a message for this connection. It is written at the end of the
     /// reactor's loop turn, batched with everything else queued in the turn.
     pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
-        self.conn.send_message(self.env, self.slot, msg)
+        self.conn.send_message(self.st, self.slot, msg)
     }
 
     /// Queues a text message.
@@ -207,13 +184,36 @@ impl<'a, C> Ctx<'a, C> {
 
     /// Queues a frame encoded once elsewhere (shared, not copied).
     pub fn send_frame(&mut self, frame: &Frame) -> SendStatus {
-        self.conn.send_shared(self.env, self.slot, frame)
+        self.conn.send_shared(self.st, self.slot, frame)
     }
 
     /// Sends `msg` to every open connection on every reactor, this one
     /// included. It is encoded once; every queue shares the bytes.
     pub fn broadcast(&mut self, msg: Message<'_>) {
-        self.env.broadcast_local(Frame::new(msg));
+        self.st.broadcast_local(Frame::new(msg), None);
+    }
+
+    /// Sends `msg` to every open connection on every reactor but this one,
+    /// as a chat room relays what one member says to the others. Encoded
+    /// once, like [`Ctx::broadcast`].
+    ///
+    /// ```
+    /// use wsreactor::{Ctx, Handler, Message};
+    ///
+    /// /// Everything a client says goes to everyone else.
+    /// struct Room;
+    ///
+    /// impl Handler for Room {
+    ///     type Conn = ();
+    ///
+    ///     fn on_message(&mut self, cx: &mut Ctx<'_, ()>, msg: Message<'_>) {
+    ///         cx.broadcast_others(msg);
+    ///     }
+    /// }
+    /// ```
+    pub fn broadcast_others(&mut self, msg: Message<'_>) {
+        let me = LocalId { slot: self.slot, generation: self.conn.generation };
+        self.st.broadcast_local(Frame::new(msg), Some(me));
     }
 
     /// Subscribes this connection to `topic` from the next publish on: every
@@ -266,36 +266,36 @@ impl<'a, C> Ctx<'a, C> {
     /// ```
     pub fn subscribe_after(&mut self, topic: &TopicName, seq: u64) -> Result<bool, StoreError> {
         self.conn
-            .subscribe(self.env, self.slot, topic, seq)
+            .subscribe(self.st, self.slot, topic, seq)
             .map_err(|e| StoreError::TooManyTopics { max: e.max })
     }
 
     /// Unsubscribes from `topic`; false if not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.env.topics.unsubscribe(self.slot, topic)
+        self.st.topics.unsubscribe(self.slot, topic)
     }
 
     /// Whether this connection is subscribed to `topic`.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.env.topics.is_subscribed(self.slot, topic)
+        self.st.topics.is_subscribed(self.slot, topic)
     }
 
     /// How many topics this connection is subscribed to.
     pub fn subscriptions(&self) -> usize {
-        self.env.topics.count(self.slot)
+        self.st.topics.count(self.slot)
     }
 
     /// Publishes on `topic` to its subscribers on every reactor (see
     /// [`crate::Publisher::publish`]); returns the sequence number.
     pub fn publish(&mut self, topic: &TopicName, payload: &Payload) -> Result<u64, StoreError> {
-        self.env.posted_to_self = true;
+        self.st.posted_to_self = true;
         self.conn.mark_publisher();
-        self.env.handle.publish_payload(topic, payload, Some(self.env.reactor_id))
+        self.st.handle.publish_payload(topic, payload, Some(self.st.reactor_id))
     }
 
     /// The topic store: last values, history and sequence numbers.
     pub fn topics(&self) -> &TopicStore {
-        &self.env.handle.shared.store
+        &self.st.handle.shared.store
     }
 
     /// Sets the largest message this connection may send from now on, below
@@ -331,13 +331,13 @@ impl<'a, C> Ctx<'a, C> {
     /// }
     /// ```
     pub fn set_max_message_size(&mut self, bytes: usize) {
-        self.conn.set_max_message_size(self.env, bytes);
+        self.conn.set_max_message_size(self.st, bytes);
     }
 
     /// The largest message this connection may send now (see
     /// [`Ctx::set_max_message_size`]).
     pub fn max_message_size(&self) -> usize {
-        self.conn.max_message_size(self.env)
+        self.conn.max_message_size(self.st)
     }
 
     /// Bytes queued for this connection and not yet written.
@@ -348,7 +348,7 @@ impl<'a, C> Ctx<'a, C> {
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
     /// Messages already queued go out first; nothing more can be sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.conn.begin_close(self.env, self.slot, code, reason);
+        self.conn.begin_close(self.st, self.slot, code, reason);
     }
 
     /// Whether the connection is open for sending.
@@ -358,11 +358,11 @@ impl<'a, C> Ctx<'a, C> {
 
     /// The index of the reactor running this callback.
     pub fn reactor_id(&self) -> usize {
-        self.env.reactor_id
+        self.st.reactor_id
     }
 
     /// A handle to the whole server (broadcast, shutdown, counts).
     pub fn server(&self) -> &ServerHandle {
-        &self.env.handle
+        &self.st.handle
     }
 }

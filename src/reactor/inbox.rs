@@ -7,12 +7,25 @@ use std::time::Instant;
 use mio::Waker;
 
 use crate::message::Frame;
+use crate::proto::CloseCode;
 use crate::pubsub::TopicName;
+
+/// A connection of the receiving reactor: its slot, and the generation that
+/// tells it from earlier connections in the same slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocalId {
+    pub(crate) slot: usize,
+    pub(crate) generation: u32,
+}
 
 /// What other threads can ask of a reactor.
 pub(crate) enum Command {
-    /// Send these encoded frames to every open connection.
-    Broadcast(Vec<Frame>),
+    /// Send these encoded frames to every open connection but the one given.
+    Broadcast(Vec<Frame>, Option<LocalId>),
+    /// Send this frame to one connection.
+    SendTo(LocalId, Frame),
+    /// Start closing one connection with this code and reason.
+    Close(LocalId, CloseCode, Box<str>),
     /// Send this topic's frame (its publish number `seq`) to the topic's subscribers.
     Publish(TopicName, u64, Frame),
     /// Stop accepting, close every connection with 1001, exit by the deadline.
@@ -24,7 +37,9 @@ impl Command {
     /// waits in an inbox).
     pub(crate) fn bytes(&self) -> usize {
         match self {
-            Command::Broadcast(frames) => frames.iter().map(Frame::len).sum(),
+            Command::Broadcast(frames, _) => frames.iter().map(Frame::len).sum(),
+            Command::SendTo(_, frame) => frame.len(),
+            Command::Close(..) => 0,
             Command::Publish(_, _, frame) => frame.len(),
             Command::Shutdown(_) => 0,
         }

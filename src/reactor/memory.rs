@@ -35,18 +35,11 @@
 //! budget is held, a reactor whose count has fallen by 4 MiB asks malloc to
 //! give the freed pages back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use super::conn::{AGAIN, DISCARD, READ_PAUSED, STARVED, State};
+use super::conn::Flag;
+use super::connections::Connections;
 use super::handler::Handler;
-use super::input::peer;
-use super::{Env, Reactor};
 use crate::proto::CloseCode;
 use crate::stats::Counter;
-
-/// A reactor posts its count when it has moved by more than this since its
-/// last post, as well as at the end of each loop turn.
-const POST_EVERY: usize = 256 << 10;
 
 /// Under memory pressure, a reactor asks malloc to give freed memory back to
 /// the system once its count has fallen by this much since it last did.
@@ -62,150 +55,42 @@ fn give_back_to_system() {
     }
 }
 
-/// The server-wide count against the cap, shared by the reactors.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    held: AtomicUsize,
-    /// Frames posted to reactors' inboxes and not yet taken out (a frame
-    /// posted to several counts in each).
-    in_flight: AtomicUsize,
-    max: usize,
-}
-
-impl Budget {
-    pub(crate) fn new(max: usize) -> Self {
-        Budget { held: AtomicUsize::new(0), in_flight: AtomicUsize::new(0), max }
-    }
-
-    /// Bytes held now: each reactor's count as last posted, and the frames
-    /// waiting in inboxes.
-    pub(crate) fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed) + self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// `bytes` of frames were posted to an inbox.
-    pub(crate) fn posted(&self, bytes: usize) {
-        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// `bytes` of frames were taken out of an inbox.
-    pub(crate) fn taken(&self, bytes: usize) {
-        self.in_flight.fetch_sub(bytes, Ordering::Relaxed);
-    }
-
-    /// What buffers may grow into: seven eighths of the cap. The rest is
-    /// for the allocator's own overhead and fragmentation (measured under
-    /// the hostile tests at 2 to 8% of what is counted).
-    fn usable(&self) -> usize {
-        self.max - self.max / 8
-    }
-
-    /// Whether new connections are refused: 80% of the cap or more is held.
-    pub(crate) fn nearly_spent(&self) -> bool {
-        self.held() >= self.floor()
-    }
-
-    /// 80% of the cap: upgrades are refused from here on, and shedding
-    /// frees down to here.
-    fn floor(&self) -> usize {
-        self.max / 10 * 8
-    }
-
-    /// Posts a reactor's new count (`now`), given the one it posted last.
-    fn post(&self, posted: &mut usize, now: usize) {
-        if now > *posted {
-            self.held.fetch_add(now - *posted, Ordering::Relaxed);
-        } else if now < *posted {
-            self.held.fetch_sub(*posted - now, Ordering::Relaxed);
-        }
-        *posted = now;
-    }
-}
-
-impl Env {
-    /// What this reactor holds now: its connections (their slots, buffers,
-    /// compression contexts and subscriptions), and its pools.
-    fn holding(&self) -> usize {
-        self.held
-            + self.slab_bytes
-            + self.deflate.held()
-            + self.topics.bytes()
-            + self.bufs.bytes()
-            + self.chunks.bytes()
-    }
-
-    /// Bytes the server may still take before its budget is spent: the
-    /// others' counts as last posted, and this reactor's as of now. A count
-    /// that moved by more than [`POST_EVERY`] since it was last posted is
-    /// posted now, so that reactors filling the budget at once see each
-    /// other well before their turns end.
-    pub(crate) fn memory_room(&mut self) -> usize {
-        let mine = self.holding();
-        let budget = &self.handle.shared.budget;
-        if mine.abs_diff(self.held_posted) > POST_EVERY {
-            budget.post(&mut self.held_posted, mine);
-        }
-        let others = budget.held().saturating_sub(self.held_posted);
-        budget.usable().saturating_sub(others + mine)
-    }
-}
-
-/// Makes room in `v` for `extra` more bytes if what that allocates fits in
-/// `room`: doubling as a `Vec` does while it fits, only what is needed when
-/// that alone fits; false if not even that does.
-pub(crate) fn reserve_within(v: &mut Vec<u8>, extra: usize, room: usize) -> bool {
-    let need = v.len().saturating_add(extra);
-    let cap = v.capacity();
-    if need <= cap {
-        return true;
-    }
-    let doubled = need.max(cap.saturating_mul(2));
-    if doubled - cap <= room {
-        v.reserve_exact(doubled - v.len());
-    } else if need - cap <= room {
-        v.reserve_exact(extra);
-    } else {
-        return false;
-    }
-    true
-}
-
-impl<H: Handler> Reactor<H> {
+impl<H: Handler> Connections<H> {
     /// At the end of a loop turn: posts what this reactor holds, and sheds
     /// if the server is over its cap.
-    pub(super) fn check_memory(&mut self) {
-        let held = self.env.holding();
-        let budget = &self.env.handle.shared.budget;
-        if held != self.env.held_posted {
-            budget.post(&mut self.env.held_posted, held);
+    pub(crate) fn check_memory(&mut self) {
+        let held = self.st.holding();
+        let budget = &self.st.handle.shared.budget;
+        if held != self.st.held_posted {
+            budget.post(&mut self.st.held_posted, held);
         }
-        self.env.counters.set(Counter::MemoryHeld, held as u64);
+        self.st.counters.set(Counter::MemoryHeld, held as u64);
         // Under pressure (half the budget held), what connections let go of
         // goes back to the system, at most once a tick: glibc's malloc keeps
         // freed memory amid its heap otherwise.
-        self.env.trim_mark = self.env.trim_mark.max(held);
-        if self.env.trim_mark - held >= TRIM_AFTER
-            && self.env.tick != self.env.last_trim
+        self.st.trim_mark = self.st.trim_mark.max(held);
+        if self.st.trim_mark - held >= TRIM_AFTER
+            && self.st.tick != self.st.last_trim
             && budget.held() > budget.max / 2
         {
-            self.env.last_trim = self.env.tick;
-            self.env.trim_mark = held;
+            self.st.last_trim = self.st.tick;
+            self.st.trim_mark = held;
             give_back_to_system();
         }
         let (total, max) = (budget.held(), budget.max);
-        if self.env.outgrown > 0 && self.env.tick != self.env.last_warned {
-            self.env.last_warned = self.env.tick;
+        if self.st.outgrown > 0 && self.st.tick != self.st.last_warned {
+            self.st.last_warned = self.st.tick;
             log::warn!(
                 "reactor {}: closed {} connection(s) with 1009 whose messages outgrew the memory \
                  budget ({total} of {max} bytes held)",
-                self.env.reactor_id,
-                std::mem::take(&mut self.env.outgrown),
+                self.st.reactor_id,
+                std::mem::take(&mut self.st.outgrown),
             );
         }
-        if total <= max || self.env.tick == self.env.last_shed {
+        if total <= max || self.st.tick == self.st.last_shed {
             return;
         }
-        self.env.last_shed = self.env.tick;
+        self.st.last_shed = self.st.tick;
         // This reactor's share of the way down to 80% of the cap.
         let excess = total - budget.floor();
         let goal = (excess as u128 * held as u128 / total as u128) as usize;
@@ -215,34 +100,31 @@ impl<H: Handler> Reactor<H> {
     /// Lets the connections paused for want of room read again, once a
     /// thirty-second of the budget is free (less would have them pause again
     /// at once, turn after turn).
-    pub(super) fn feed_starved(&mut self) {
-        if self.env.starved.is_empty()
-            || self.env.memory_room() < self.env.handle.shared.budget.max / 32
+    pub(crate) fn feed_starved(&mut self) {
+        if self.st.starved.is_empty()
+            || self.st.memory_room() < self.st.handle.shared.budget.max / 32
         {
             return;
         }
-        let mut starved = std::mem::take(&mut self.env.starved);
+        let mut starved = std::mem::take(&mut self.st.starved);
         for slot in starved.drain(..) {
-            let Some(c) = self.conns.get_mut(slot) else { continue };
-            c.flags &= !STARVED;
-            if c.has(READ_PAUSED) {
-                c.flags &= !READ_PAUSED;
-                if !c.has(AGAIN) {
-                    c.flags |= AGAIN;
-                    self.again.push(slot);
-                }
+            let Some(c) = self.slab.get_mut(slot) else { continue };
+            c.flags.clear(Flag::Starved);
+            if c.is(Flag::ReadPaused) {
+                c.flags.clear(Flag::ReadPaused);
+                self.read_again(slot);
             }
         }
-        self.env.starved = starved;
+        self.st.starved = starved;
     }
 
     /// Empties the pools, then sheds connections, biggest holders first,
     /// until `goal` bytes are freed.
     fn shed(&mut self, goal: usize) {
-        let pooled = self.env.bufs.empty() + self.env.chunks.empty();
+        let pooled = self.st.bufs.empty() + self.st.chunks.empty();
         let goal = goal.saturating_sub(pooled);
         let mut hogs: Vec<(usize, usize)> = self
-            .conns
+            .slab
             .iter()
             .filter_map(|(slot, c)| {
                 let held = c.bufs.as_ref().map_or(0, |b| b.holding());
@@ -262,23 +144,24 @@ impl<H: Handler> Reactor<H> {
         log::warn!(
             "reactor {}: over the memory budget ({} of {} bytes): shed {shed} connection(s), \
              freeing {freed} bytes",
-            self.env.reactor_id,
-            self.env.handle.shared.budget.held(),
-            self.env.handle.shared.budget.max
+            self.st.reactor_id,
+            self.st.handle.shared.budget.held(),
+            self.st.handle.shared.budget.max
         );
     }
 
     /// Sheds one connection; returns the bytes freed.
     fn shed_one(&mut self, slot: usize) -> usize {
-        let Some(conn) = self.conns.get_mut(slot) else { return 0 };
-        let who = peer(conn);
+        let Some(conn) = self.slab.get_mut(slot) else { return 0 };
+        let who = conn.peer();
+        let open = conn.is_open();
         let Some(b) = conn.bufs.as_mut() else { return 0 };
         let before = b.holding();
         let input = b.carry.capacity() + b.message.capacity();
-        if conn.state != State::Open {
+        if !open {
             // Closing already: nothing it holds is worth keeping.
             log::debug!("{who}: dropped under memory pressure ({before} bytes)");
-            self.env.counters.inc(Counter::MemoryShed);
+            self.st.counters.inc(Counter::MemoryShed);
             self.remove(slot);
             return before;
         }
@@ -288,25 +171,25 @@ impl<H: Handler> Reactor<H> {
             );
             b.carry = Vec::new();
             b.message = Vec::new();
-            conn.begin_close(&mut self.env, slot, CloseCode::TOO_BIG, "server memory limit");
-            conn.flags |= DISCARD;
+            conn.begin_close(&mut self.st, slot, CloseCode::TOO_BIG, "server memory limit");
+            conn.proto.discard_input();
         } else {
             let dropped = b.out.shed();
             if b.out.queued() * 2 > before {
                 log::debug!(
                     "{who}: {before} bytes of unread output under memory pressure; closing with 1008"
                 );
-                b.out.discard_unstarted(&mut self.env.chunks);
-                conn.begin_close(&mut self.env, slot, CloseCode::POLICY, "slow consumer");
+                b.out.discard_unstarted(&mut self.st.chunks);
+                conn.begin_close(&mut self.st, slot, CloseCode::POLICY, "slow consumer");
             } else {
                 log::debug!(
                     "{who}: dropped {dropped} bytes of queued deliveries under memory pressure"
                 );
             }
         }
-        self.env.counters.inc(Counter::MemoryShed);
+        self.st.counters.inc(Counter::MemoryShed);
         let after = conn.bufs.as_ref().map_or(0, |b| b.holding());
-        conn.account(&mut self.env);
+        conn.account(&mut self.st);
         self.settle(slot);
         self.mark_dirty(slot);
         before.saturating_sub(after)

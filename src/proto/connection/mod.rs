@@ -393,8 +393,7 @@ impl Connection {
         if input.is_empty() {
             return Input::NeedMore;
         }
-        self.last_read = now;
-        self.flags &= !PING_OUT;
+        self.received(now);
         if self.flags & DISCARD != 0 || self.state == State::Closed {
             return Input::Progress { consumed: input.len(), event: None };
         }
@@ -406,6 +405,14 @@ impl Connection {
                 self.frames(input, message, limits, now, io)
             }
         }
+    }
+
+    /// Notes that input arrived at `now`, proof that the peer is alive: it
+    /// answers an outstanding ping. [`Connection::handle_input`] does this
+    /// itself; call it for input read but not handed over yet.
+    pub fn received(&mut self, now: Tick) {
+        self.last_read = now;
+        self.flags &= !PING_OUT;
     }
 
     fn request<'a, I: Io>(
