@@ -183,6 +183,9 @@
 //!   subscribe, cleanup on close); [`ErrorStreak`] the error count.
 
 mod app;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
 mod json;
 pub mod protocol;
 pub mod store;
