@@ -7,21 +7,36 @@
 //! - [`synthetic`]: a synthetic market-data feed (`--synthetic SYMBOLS:RATE`).
 //!
 //! ```
-//! use wsreactor::Message;
-//! use wsreactor::pubsub::{parse_client_op, ClientOp, Limits, StoreConfig, TopicName, TopicStore};
+//! use std::time::Duration;
+//! use wsreactor::pubsub::{parse_client_op, ClientOp, Limits, StoreConfig};
+//! use wsreactor::{Handler, Message, Server};
 //!
-//! let store = TopicStore::new(StoreConfig { history: 1000, ..StoreConfig::default() });
-//! // A publisher thread: encoded once, the frame is what every subscriber gets.
-//! let topic = TopicName::new("md.BTC-USD")?;
-//! let (seq, _frame) = store.publish(&topic, Message::Text(r#"{"bid":64000.5}"#))?;
+//! struct App;
+//! impl Handler for App {
+//!     type Conn = ();
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:0")?
+//!     .reactors(1)
+//!     .topics(StoreConfig { history: 1000, ..StoreConfig::default() })
+//!     .handler(|_| App)
+//!     .build()?;
+//! let publisher = server.publisher();
+//! let running = server.spawn()?;
+//! // A publisher thread: numbered, encoded once (the frame is what every
+//! // subscriber gets), kept in the store and handed to every reactor.
+//! let seq = publisher.publish("md.BTC-USD", Message::Text(r#"{"bid":64000.5}"#))?;
 //! assert_eq!(seq, 1);
 //!
 //! // A client's request, on its reactor.
 //! let op = parse_client_op(r#"{"op":"subscribe","topics":["md.BTC-USD"]}"#, &Limits::default())?;
 //! if let ClientOp::Subscribe { topics, .. } = op {
 //!     // Reply "subscribed", then send each topic's last value.
+//!     let store = publisher.store();
 //!     assert!(store.snapshot(topics[0].topic.as_str()).is_some());
 //! }
+//! running.shutdown(Duration::from_secs(1))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -30,14 +30,21 @@ impl TopicStore {
     /// was not evicted since.
     ///
     /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{StoreConfig, TopicStore};
+    /// use wsreactor::{Message, Server};
+    /// # struct App;
+    /// # impl wsreactor::Handler for App {
+    /// #     type Conn = ();
+    /// # }
     ///
-    /// let store = TopicStore::new(StoreConfig::default());
+    /// let server = Server::builder().bind("127.0.0.1:0")?.reactors(1).handler(|_| App).build()?;
+    /// let publisher = server.publisher();
+    /// let running = server.spawn()?;
+    /// let store = publisher.store();
     /// assert!(!store.contains("md.BTC-USD"));
-    /// store.publish_str("md.BTC-USD", Message::Text("1"))?;
+    /// publisher.publish("md.BTC-USD", Message::Text("1"))?;
     /// assert!(store.contains("md.BTC-USD"));
-    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
+    /// running.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn contains(&self, topic: &str) -> bool {
         read(self.shard(topic)).contains_key(topic)
@@ -68,18 +75,30 @@ impl TopicStore {
     /// the topic (a seq from an earlier run of the server).
     ///
     /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+    /// use wsreactor::pubsub::{Since, StoreConfig};
+    /// use wsreactor::{Message, Server};
+    /// # struct App;
+    /// # impl wsreactor::Handler for App {
+    /// #     type Conn = ();
+    /// # }
     ///
-    /// let store = TopicStore::new(StoreConfig { history: 2, ..StoreConfig::default() });
-    /// let t = TopicName::new("a")?;
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .reactors(1)
+    ///     .topics(StoreConfig { history: 2, ..StoreConfig::default() })
+    ///     .handler(|_| App)
+    ///     .build()?;
+    /// let publisher = server.publisher();
+    /// let running = server.spawn()?;
     /// for i in 1..=5 {
-    ///     store.publish(&t, Message::Text(&i.to_string()))?;
+    ///     publisher.publish("a", Message::Text(&i.to_string()))?;
     /// }
+    /// let store = publisher.store();
     /// // Seqs 4 and 5 are held.
     /// assert!(matches!(store.since("a", 3), Since::Frames(f) if f.len() == 2));
     /// assert!(matches!(store.since("a", 2), Since::Resync { latest: 5, snapshot: Some(_) }));
     /// assert!(matches!(store.since("a", 9), Since::Resync { latest: 5, .. }));
+    /// running.shutdown(std::time::Duration::from_secs(1))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn since(&self, topic: &str, seq: u64) -> Since {
@@ -118,14 +137,25 @@ impl TopicStore {
     /// [`since`](Self::since).
     ///
     /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+    /// use wsreactor::pubsub::{Since, StoreConfig};
+    /// use wsreactor::{Message, Server};
+    /// # struct App;
+    /// # impl wsreactor::Handler for App {
+    /// #     type Conn = ();
+    /// # }
     ///
-    /// let store = TopicStore::new(StoreConfig { history: 100, ..StoreConfig::default() });
-    /// let t = TopicName::new("a")?;
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")?
+    ///     .reactors(1)
+    ///     .topics(StoreConfig { history: 100, ..StoreConfig::default() })
+    ///     .handler(|_| App)
+    ///     .build()?;
+    /// let publisher = server.publisher();
+    /// let running = server.spawn()?;
     /// for i in 1..=50 {
-    ///     store.publish(&t, Message::Text(&i.to_string()))?;
+    ///     publisher.publish("a", Message::Text(&i.to_string()))?;
     /// }
+    /// let store = publisher.store();
     /// let here = Some(store.epoch());
     /// assert!(matches!(store.since_in("a", here, 41), Since::Frames(f) if f.len() == 9));
     /// // Seq 41 of another epoch says nothing about this store's seq 42.
@@ -134,6 +164,7 @@ impl TopicStore {
     /// assert!(matches!(store.since_in("a", elsewhere, 50), Since::Resync { latest: 50, .. }));
     /// // Without an epoch the seq is taken at its word.
     /// assert!(matches!(store.since_in("a", None, 41), Since::Frames(f) if f.len() == 9));
+    /// running.shutdown(std::time::Duration::from_secs(1))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn since_in(&self, topic: &str, epoch: Option<u64>, seq: u64) -> Since {

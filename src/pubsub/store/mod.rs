@@ -125,24 +125,39 @@ struct Shard(RwLock<HashMap<TopicName, Slot, BuildTopicHasher>>);
 /// keep evicted topics' seqs from being used again.
 ///
 /// ```
-/// use wsreactor::Message;
-/// use wsreactor::pubsub::{Since, StoreConfig, TopicName, TopicStore};
+/// use std::time::Duration;
+/// use wsreactor::pubsub::{Since, StoreConfig};
+/// use wsreactor::{Handler, Message, Server};
 ///
-/// let store = TopicStore::new(StoreConfig { history: 100, ..StoreConfig::default() });
-/// let topic = TopicName::new("md.BTC-USD")?;
-/// let (seq, frame) = store.publish(&topic, Message::Text(r#"{"bid":1}"#))?;
-/// assert_eq!(seq, 1);
-/// store.publish(&topic, Message::Text(r#"{"bid":2}"#))?;
+/// struct App;
+/// impl Handler for App {
+///     type Conn = ();
+/// }
 ///
+/// let server = Server::builder()
+///     .bind("127.0.0.1:0")?
+///     .reactors(1)
+///     .topics(StoreConfig { history: 100, ..StoreConfig::default() })
+///     .handler(|_| App)
+///     .build()?;
+/// let publisher = server.publisher();
+/// let running = server.spawn()?;
+/// assert_eq!(publisher.publish("md.BTC-USD", Message::Text(r#"{"bid":1}"#))?, 1);
+/// publisher.publish("md.BTC-USD", Message::Text(r#"{"bid":2}"#))?;
+///
+/// // The store is updated before `publish` returns.
+/// let store = publisher.store();
 /// // A new subscriber gets the last value at once.
-/// assert_eq!(store.snapshot("md.BTC-USD").map(|(seq, _)| seq), Some(2));
-/// // A client that saw seq 1 gets seq 2 from the history; the first frame
-/// // published is shared, not copied.
-/// match store.since("md.BTC-USD", 0) {
-///     Since::Frames(frames) => assert_eq!(frames[0], (1, frame)),
+/// let (seq, last) = store.snapshot("md.BTC-USD").expect("published");
+/// assert_eq!(seq, 2);
+/// // A client that saw seq 1 gets seq 2 from the history: the frame kept
+/// // as the last value, shared, not copied.
+/// match store.since("md.BTC-USD", 1) {
+///     Since::Frames(frames) => assert_eq!(frames, [(2, last)]),
 ///     other => panic!("{other:?}"),
 /// }
 /// assert_eq!(store.since("md.BTC-USD", 2), Since::UpToDate);
+/// running.shutdown(Duration::from_secs(1))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TopicStore {
