@@ -88,9 +88,9 @@
 //! ones the client missed. Clients should always send the epoch.
 //!
 //! ## Deliveries (server → client)
-//! A text publish (from [`TopicStore::publish`] with
-//! [`Message::Text`](crate::Message::Text), a `publish` op, or a `0x03` binary
-//! publish) is delivered as a **text** message:
+//! A text publish (from [`Publisher::publish`](crate::Publisher::publish)
+//! with [`Message::Text`](crate::Message::Text), a `publish` op, or a `0x03`
+//! binary publish) is delivered as a **text** message:
 //!
 //! ```text
 //! {"topic":"md.BTC-USD","seq":42,"data":<payload>}
@@ -192,8 +192,13 @@
 //!   Publishes up to that seq may still be on their way to the reactor; it
 //!   passes the new subscriber over for them, so the client gets every seq
 //!   once and in order, none missed.
-//! - Frames from several publishing threads on one topic reach the reactors
-//!   in seq order only when handed on inside [`TopicStore::publish_with`].
+//! - Publish with [`Publisher::publish`](crate::Publisher::publish) or
+//!   [`Ctx::publish`](crate::Ctx::publish): they number and keep the message
+//!   in the store before they return, and hand its frame to every reactor
+//!   while the topic is still locked there, so frames from several
+//!   publishing threads on one topic reach the reactors in seq order. The
+//!   store itself has no public way to publish: a message numbered but
+//!   delivered to no one would be a gap in every subscriber's seqs.
 //! - [`ConnTopics`] is the per-connection set (cap, all-or-nothing
 //!   subscribe, cleanup on close); [`ErrorStreak`] the error count.
 

@@ -9,8 +9,8 @@ use crate::pubsub::wire::{BIN_PUBLISH_BINARY, BIN_PUBLISH_TEXT, WireError, split
 /// A publish received as a binary message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BinaryPublish<'a> {
-    /// The topic, validated (use it with
-    /// [`TopicStore::publish_str`](crate::pubsub::TopicStore::publish_str)).
+    /// The topic, validated (publish on it with
+    /// [`Publisher::publish`](crate::Publisher::publish)).
     pub topic: &'a str,
     /// The payload: binary for `0x02`, text (UTF-8 checked) for `0x03`.
     pub payload: Message<'a>,

@@ -113,9 +113,12 @@ struct Shard(RwLock<HashMap<TopicName, Slot, BuildTopicHasher>>);
 /// encoded again under the lock with the right seq: still correct, just
 /// serialized. The JSON check of the payload always happens outside.
 ///
-/// Hand the frame to the reactors with [`TopicStore::publish_with`] when
-/// several threads may publish to one topic: its callback runs under the
-/// topic's mutex, so reactors receive the frames in seq order.
+/// Publishing is the server's: [`Publisher::publish`](crate::Publisher::publish)
+/// and [`Ctx::publish`](crate::Ctx::publish) number and keep a publish here
+/// before they return, and hand its frame to the reactors while the topic's
+/// mutex is still held, so reactors receive a topic's frames in seq order
+/// whichever threads published them. Outside the crate the store is read
+/// only: a publish here alone would be numbered but delivered to no one.
 ///
 /// # Memory
 /// A topic costs about 130 bytes plus its name and up to `max(history, 1)`

@@ -43,22 +43,18 @@ impl From<TopicError> for StoreError {
     }
 }
 
+// The publish methods are crate-private: each numbers and keeps a message
+// but delivers it to no one, so a caller outside the server would leave a
+// gap in the seqs subscribers see. The public way to publish is
+// `Publisher::publish` or `Ctx::publish`, which go through `publish_with`;
+// only the tests and `pubsub::bench_internals` use the others.
 impl TopicStore {
     /// Publishes `payload` on `topic`: assigns the next sequence number,
     /// encodes the delivery once, and keeps it as the last value (and in the
-    /// history). Returns the seq and the shared frame to fan out.
-    ///
-    /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{StoreConfig, TopicName, TopicStore};
-    ///
-    /// let store = TopicStore::new(StoreConfig::default());
-    /// let t = TopicName::new("md.ETH-USD")?;
-    /// assert_eq!(store.publish(&t, Message::Text("1"))?.0, 1);
-    /// assert_eq!(store.publish(&t, Message::Binary(&[1, 2]))?.0, 2);
-    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
-    /// ```
-    pub fn publish(
+    /// history). Returns the seq and the shared frame to fan out; delivers it
+    /// to no one.
+    #[cfg_attr(not(any(test, feature = "bench-internals")), allow(dead_code))]
+    pub(crate) fn publish(
         &self,
         topic: &TopicName,
         payload: Message<'_>,
@@ -68,19 +64,8 @@ impl TopicStore {
 
     /// [`publish`](Self::publish) with a topic given as a string, validated
     /// against the store's rules. No allocation unless the topic is new.
-    ///
-    /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{StoreConfig, StoreError, TopicError, TopicStore};
-    ///
-    /// let store = TopicStore::new(StoreConfig::default());
-    /// assert!(store.publish_str("md.SOL-USD", Message::Text("1")).is_ok());
-    /// assert_eq!(
-    ///     store.publish_str("bad topic", Message::Text("1")),
-    ///     Err(StoreError::BadTopic(TopicError::BadByte { at: 3 }))
-    /// );
-    /// ```
-    pub fn publish_str(
+    #[cfg_attr(not(any(test, feature = "bench-internals")), allow(dead_code))]
+    pub(crate) fn publish_str(
         &self,
         topic: &str,
         payload: Message<'_>,
@@ -90,7 +75,8 @@ impl TopicStore {
 
     /// [`publish`](Self::publish) with a payload already inspected (see
     /// [`Payload`]), e.g. the `data` of a parsed publish op.
-    pub fn publish_payload(
+    #[cfg_attr(not(any(test, feature = "bench-internals")), allow(dead_code))]
+    pub(crate) fn publish_payload(
         &self,
         topic: &TopicName,
         payload: &Payload<'_>,
@@ -104,20 +90,11 @@ impl TopicStore {
     /// reactors' inboxes) in seq order. Keep `deliver` short: it holds up
     /// other publishers of this topic, and must not publish to it.
     ///
-    /// ```
-    /// use wsreactor::Message;
-    /// use wsreactor::pubsub::{StoreConfig, TopicName, TopicStore, wire::Payload};
-    ///
-    /// let store = TopicStore::new(StoreConfig::default());
-    /// let t = TopicName::new("md.ADA-USD")?;
-    /// let mut outbox = Vec::new();
-    /// store.publish_with(&t, &Payload::new(Message::Text("1")), |seq, frame| {
-    ///     outbox.push((seq, frame.clone()))
-    /// })?;
-    /// assert_eq!(outbox[0].0, 1);
-    /// # Ok::<(), wsreactor::pubsub::StoreError>(())
-    /// ```
-    pub fn publish_with<R>(
+    /// This is how the server publishes (`ServerHandle::publish_payload`,
+    /// behind [`Publisher`](crate::Publisher) and
+    /// [`Ctx::publish`](crate::Ctx::publish)): `deliver` posts the frame to
+    /// every reactor's inbox.
+    pub(crate) fn publish_with<R>(
         &self,
         topic: &TopicName,
         payload: &Payload<'_>,
@@ -261,6 +238,10 @@ mod tests {
         assert_eq!(
             s.publish_str("", Message::Text("1")),
             Err(StoreError::BadTopic(TopicError::Empty))
+        );
+        assert_eq!(
+            s.publish_str("a b", Message::Text("1")),
+            Err(StoreError::BadTopic(TopicError::BadByte { at: 1 }))
         );
         assert!(s.is_empty());
         let big =
