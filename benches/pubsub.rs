@@ -1,8 +1,10 @@
 //! Micro-benchmarks of topic pub/sub: encoding a delivery once per publish,
-//! and `TopicStore::publish` on one and two threads.
+//! and the topic store's own publish path (`TopicStore::publish`, which is
+//! crate-private: reached through `wsreactor::pubsub::bench_internals`) on
+//! one and two threads.
 //!
-//! `cargo bench --bench pubsub` (add `-- --warm-up-time 1 --measurement-time 2`
-//! for a quick run).
+//! `cargo bench --bench pubsub --features bench-internals` (add
+//! `-- --warm-up-time 1 --measurement-time 2` for a quick run).
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -10,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wsreactor::pubsub::bench_internals;
 use wsreactor::pubsub::wire::{Payload, encode_delivery, is_json};
 use wsreactor::pubsub::{StoreConfig, SyntheticFeed, TopicName, TopicStore};
 use wsreactor::{Frame, Message};
@@ -75,7 +78,7 @@ fn publish_single(c: &mut Criterion) {
         let store = TopicStore::new(StoreConfig { history, ..StoreConfig::default() });
         let t = topic("md.BTC-USD");
         g.bench_function(format!("1_thread_history_{history}"), |b| {
-            b.iter(|| store.publish(&t, Message::Text(black_box(TICK))))
+            b.iter(|| bench_internals::publish(&store, &t, Message::Text(black_box(TICK))))
         });
     }
     // Round-robin over the topics of a 1000-symbol synthetic feed (str lookups).
@@ -86,7 +89,7 @@ fn publish_single(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % names.len();
-            store.publish_str(&names[i], Message::Text(black_box(TICK)))
+            bench_internals::publish_str(&store, &names[i], Message::Text(black_box(TICK)))
         })
     });
     g.finish();
@@ -105,7 +108,11 @@ fn run_threads(store: &Arc<TopicStore>, topics: &[TopicName], iters: u64) -> Dur
             thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..iters {
-                    let _ = black_box(store.publish(&t, Message::Text(black_box(TICK))));
+                    let _ = black_box(bench_internals::publish(
+                        &store,
+                        &t,
+                        Message::Text(black_box(TICK)),
+                    ));
                 }
             })
         })

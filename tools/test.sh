@@ -12,7 +12,8 @@
 #   2. npm ci --prefix tests/interop (ws, pinned by package-lock.json)
 #   3. Chromium for tests/deflate_interop.rs: `chromium` on PATH, else apt-get install chromium
 #   4. cargo fmt --all --check
-#   5. cargo clippy --workspace --all-targets -- -D warnings
+#   5. cargo clippy --workspace --all-targets -- -D warnings, and again with
+#      --features bench-internals (which benches/pubsub.rs requires)
 #   6. RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 #   7. cargo nextest run --workspace (cargo test --workspace if nextest is missing)
 #   8. cargo test --workspace --doc (nextest does not run doctests)
@@ -103,6 +104,7 @@ run cargo fmt --all --check
 
 step "Lints"
 run cargo clippy --workspace --all-targets -- -D warnings
+run cargo clippy --workspace --all-targets --features bench-internals -- -D warnings
 
 step "Docs"
 run env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

@@ -7,21 +7,36 @@
 //! - [`synthetic`]: a synthetic market-data feed (`--synthetic SYMBOLS:RATE`).
 //!
 //! ```
-//! use wsreactor::Message;
-//! use wsreactor::pubsub::{parse_client_op, ClientOp, Limits, StoreConfig, TopicName, TopicStore};
+//! use std::time::Duration;
+//! use wsreactor::pubsub::{parse_client_op, ClientOp, Limits, StoreConfig};
+//! use wsreactor::{Handler, Message, Server};
 //!
-//! let store = TopicStore::new(StoreConfig { history: 1000, ..StoreConfig::default() });
-//! // A publisher thread: encoded once, the frame is what every subscriber gets.
-//! let topic = TopicName::new("md.BTC-USD")?;
-//! let (seq, _frame) = store.publish(&topic, Message::Text(r#"{"bid":64000.5}"#))?;
+//! struct App;
+//! impl Handler for App {
+//!     type Conn = ();
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:0")?
+//!     .reactors(1)
+//!     .topics(StoreConfig { history: 1000, ..StoreConfig::default() })
+//!     .handler(|_| App)
+//!     .build()?;
+//! let publisher = server.publisher();
+//! let running = server.spawn()?;
+//! // A publisher thread: numbered, encoded once (the frame is what every
+//! // subscriber gets), kept in the store and handed to every reactor.
+//! let seq = publisher.publish("md.BTC-USD", Message::Text(r#"{"bid":64000.5}"#))?;
 //! assert_eq!(seq, 1);
 //!
 //! // A client's request, on its reactor.
 //! let op = parse_client_op(r#"{"op":"subscribe","topics":["md.BTC-USD"]}"#, &Limits::default())?;
 //! if let ClientOp::Subscribe { topics, .. } = op {
 //!     // Reply "subscribed", then send each topic's last value.
+//!     let store = publisher.store();
 //!     assert!(store.snapshot(topics[0].topic.as_str()).is_some());
 //! }
+//! running.shutdown(Duration::from_secs(1))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -73,9 +88,9 @@
 //! ones the client missed. Clients should always send the epoch.
 //!
 //! ## Deliveries (server → client)
-//! A text publish (from [`TopicStore::publish`] with
-//! [`Message::Text`](crate::Message::Text), a `publish` op, or a `0x03` binary
-//! publish) is delivered as a **text** message:
+//! A text publish (from [`Publisher::publish`](crate::Publisher::publish)
+//! with [`Message::Text`](crate::Message::Text), a `publish` op, or a `0x03`
+//! binary publish) is delivered as a **text** message:
 //!
 //! ```text
 //! {"topic":"md.BTC-USD","seq":42,"data":<payload>}
@@ -177,12 +192,20 @@
 //!   Publishes up to that seq may still be on their way to the reactor; it
 //!   passes the new subscriber over for them, so the client gets every seq
 //!   once and in order, none missed.
-//! - Frames from several publishing threads on one topic reach the reactors
-//!   in seq order only when handed on inside [`TopicStore::publish_with`].
+//! - Publish with [`Publisher::publish`](crate::Publisher::publish) or
+//!   [`Ctx::publish`](crate::Ctx::publish): they number and keep the message
+//!   in the store before they return, and hand its frame to every reactor
+//!   while the topic is still locked there, so frames from several
+//!   publishing threads on one topic reach the reactors in seq order. The
+//!   store itself has no public way to publish: a message numbered but
+//!   delivered to no one would be a gap in every subscriber's seqs.
 //! - [`ConnTopics`] is the per-connection set (cap, all-or-nothing
 //!   subscribe, cleanup on close); [`ErrorStreak`] the error count.
 
 mod app;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
 mod json;
 pub mod protocol;
 pub mod store;

@@ -1,6 +1,5 @@
-//! The client control protocol: requests parsed from text (JSON) and binary
-//! messages, replies and errors written as JSON. See the [module
-//! docs](crate::pubsub) for the reference.
+//! Text requests parsed from JSON: [`parse_client_op`] and the
+//! [`ClientOp`] it returns.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,260 +8,12 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::store::StoreError;
-use super::topic::{DEFAULT_MAX_TOPIC_LEN, TopicError, TopicName, validate_topic};
-use super::wire::{
-    BIN_PUBLISH_BINARY, BIN_PUBLISH_TEXT, Payload, WireError, split_topic, write_decimal,
-    write_json_string,
+use super::errors::{
+    ErrorCode, Limits, MAX_ID_LEN, OpError, QUOTE_MAX, RequestId, bad_request, cut,
 };
-use crate::message::Message;
-use crate::proto::CloseCode;
-
-/// The close code for a connection that keeps sending bad requests (see
-/// [`ErrorStreak`]): 1008, policy violation.
-pub const ABUSE_CLOSE_CODE: CloseCode = CloseCode::POLICY;
-
-/// The close reason sent with [`ABUSE_CLOSE_CODE`].
-pub const ABUSE_CLOSE_REASON: &str = "too many bad requests";
-
-/// The longest request id echoed back, in bytes of JSON text.
-pub const MAX_ID_LEN: usize = 64;
-
-/// Per-connection limits of the control protocol.
-///
-/// ```
-/// use wsreactor::pubsub::Limits;
-/// let limits = Limits { max_topics_per_conn: 10_000, ..Limits::default() };
-/// # let _ = limits;
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// The longest topic name, in bytes (at most 255). Default 128.
-    pub max_topic_len: usize,
-    /// The most topics in one subscribe or unsubscribe. Default 64.
-    pub max_topics_per_op: usize,
-    /// The most topics one connection may hold ([`ConnTopics`]). Default 256.
-    pub max_topics_per_conn: usize,
-    /// The longest text request (JSON), in bytes; longer ones are refused
-    /// with `too_large` unparsed. This also caps the `data` of a JSON
-    /// publish. Default 64 KiB. The topic server makes it the message size
-    /// limit of each connection that may not publish
-    /// ([`Ctx::set_max_message_size`](crate::Ctx::set_max_message_size)),
-    /// so a longer message from one closes it with 1009 at its frame
-    /// header, before the payload arrives.
-    pub max_op_len: usize,
-    /// The longest binary publish message, in bytes. Default 1 MiB. The
-    /// larger of this and `max_op_len` is a publisher's message size limit.
-    pub max_publish_len: usize,
-    /// How many failed requests in a row are tolerated; one more and the
-    /// connection is abusive ([`ErrorStreak`]). Default 16.
-    pub max_errors_in_a_row: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_topic_len: DEFAULT_MAX_TOPIC_LEN,
-            max_topics_per_op: 64,
-            max_topics_per_conn: 256,
-            max_op_len: 64 << 10,
-            max_publish_len: 1 << 20,
-            max_errors_in_a_row: 16,
-        }
-    }
-}
-
-/// The machine-readable kind of an [`OpError`], sent as its `"code"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// `bad_json`: the text is not well-formed JSON.
-    BadJson,
-    /// `bad_request`: well-formed JSON of the wrong shape (not an object, a
-    /// missing field, a field of the wrong type, a duplicate field), or a
-    /// malformed binary message.
-    BadRequest,
-    /// `unknown_op`: the `"op"` is not one this server knows.
-    UnknownOp,
-    /// `bad_topic`: a topic name is empty or has a character outside the set.
-    BadTopic,
-    /// `topic_too_long`: a topic name is over the length cap.
-    TopicTooLong,
-    /// `too_many_topics`: too many topics in one request, or for one connection.
-    TooManyTopics,
-    /// `unauthorized`: publishing from a connection that may not publish.
-    Unauthorized,
-    /// `too_large`: the request is over its size cap.
-    TooLarge,
-    /// `store_full`: publishing would create a topic beyond the server's cap.
-    StoreFull,
-}
-
-impl ErrorCode {
-    /// The code as sent on the wire.
-    ///
-    /// ```
-    /// use wsreactor::pubsub::ErrorCode;
-    /// assert_eq!(ErrorCode::TooManyTopics.as_str(), "too_many_topics");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::UnknownOp => "unknown_op",
-            ErrorCode::BadTopic => "bad_topic",
-            ErrorCode::TopicTooLong => "topic_too_long",
-            ErrorCode::TooManyTopics => "too_many_topics",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::StoreFull => "store_full",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A request id as the client sent it: the raw JSON text of a string or a
-/// number (at most [`MAX_ID_LEN`] bytes), echoed back verbatim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId<'a>(&'a str);
-
-impl<'a> RequestId<'a> {
-    /// The id's JSON text, e.g. `"\"r1\""` or `"7"`.
-    pub fn as_json(&self) -> &'a str {
-        self.0
-    }
-}
-
-/// A refused request: sent back as
-/// `{"op":"error","id":..?,"code":"...","message":"...","topic":"..."?}`.
-///
-/// ```
-/// use wsreactor::pubsub::{parse_client_op, ErrorCode, Limits};
-///
-/// let err = parse_client_op(r#"{"op":"jump","id":3}"#, &Limits::default()).unwrap_err();
-/// assert_eq!(err.code(), ErrorCode::UnknownOp);
-/// assert_eq!(err.to_json(), r#"{"op":"error","id":3,"code":"unknown_op","message":"unknown op \"jump\""}"#);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpError {
-    code: ErrorCode,
-    message: Cow<'static, str>,
-    topic: Option<String>,
-    id: Option<Box<str>>,
-}
-
-/// How much of a client's string an error message quotes back.
-const QUOTE_MAX: usize = 64;
-
-/// `s` cut to at most `max` bytes on a char boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-impl OpError {
-    /// An error with a code and a human-readable message.
-    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> OpError {
-        OpError { code, message: message.into(), topic: None, id: None }
-    }
-
-    /// Names the topic at fault (cut to 64 bytes).
-    pub fn with_topic(mut self, topic: &str) -> OpError {
-        self.topic = Some(cut(topic, QUOTE_MAX).to_owned());
-        self
-    }
-
-    /// Echoes the request's id.
-    pub fn with_id(mut self, id: Option<RequestId<'_>>) -> OpError {
-        self.id = id.map(|id| Box::from(id.0));
-        self
-    }
-
-    /// The error's code.
-    pub fn code(&self) -> ErrorCode {
-        self.code
-    }
-
-    /// The human-readable message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The topic at fault, if one is.
-    pub fn topic(&self) -> Option<&str> {
-        self.topic.as_deref()
-    }
-
-    /// The request's id, if it had one (and it was parsed before the error).
-    pub fn id(&self) -> Option<RequestId<'_>> {
-        self.id.as_deref().map(RequestId)
-    }
-
-    /// Appends the error reply to `out`.
-    pub fn write_json(&self, out: &mut String) {
-        open_reply(out, "error", self.id());
-        out.push_str(",\"code\":\"");
-        out.push_str(self.code.as_str());
-        out.push_str("\",\"message\":");
-        write_json_string(out, &self.message);
-        if let Some(topic) = &self.topic {
-            out.push_str(",\"topic\":");
-            write_json_string(out, topic);
-        }
-        out.push('}');
-    }
-
-    /// The error reply.
-    pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(64 + self.message.len());
-        self.write_json(&mut s);
-        s
-    }
-
-    fn topic_error(e: TopicError, topic: &str) -> OpError {
-        let code = match e {
-            TopicError::TooLong { .. } => ErrorCode::TopicTooLong,
-            TopicError::Empty | TopicError::BadByte { .. } => ErrorCode::BadTopic,
-        };
-        OpError::new(code, e.to_string()).with_topic(topic)
-    }
-}
-
-impl fmt::Display for OpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)?;
-        if let Some(t) = &self.topic {
-            write!(f, " (topic {t:?})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for OpError {}
-
-impl From<StoreError> for OpError {
-    /// `store_full` or the topic error. Add the topic and id with
-    /// [`OpError::with_topic`] and [`OpError::with_id`].
-    fn from(e: StoreError) -> OpError {
-        match e {
-            StoreError::TooManyTopics { .. } => OpError::new(ErrorCode::StoreFull, e.to_string()),
-            StoreError::BadTopic(TopicError::TooLong { .. }) => {
-                OpError::new(ErrorCode::TopicTooLong, e.to_string())
-            }
-            StoreError::BadTopic(_) => OpError::new(ErrorCode::BadTopic, e.to_string()),
-        }
-    }
-}
+use super::reply::EPOCH_DIGITS;
+use crate::pubsub::topic::{TopicName, validate_topic};
+use crate::pubsub::wire::{Payload, write_json_string};
 
 /// One topic of a subscribe request, with the last seq the client saw on it
 /// when it asked for a replay.
@@ -271,7 +22,7 @@ pub struct Subscription {
     /// The topic.
     pub topic: TopicName,
     /// `Some(seq)`: replay what came after `seq` (see
-    /// [`TopicStore::since`](super::TopicStore::since)); `None`: send the last
+    /// [`TopicStore::since`](crate::pubsub::TopicStore::since)); `None`: send the last
     /// value.
     pub since: Option<u64>,
 }
@@ -288,7 +39,7 @@ pub enum ClientOp<'a> {
         topics: Vec<Subscription>,
         /// The epoch the `since` seqs were counted in (`"epoch"`, 1 to 16
         /// hex digits), if the client named one: answer them with
-        /// [`TopicStore::since_in`](super::TopicStore::since_in). Parsed (and
+        /// [`TopicStore::since_in`](crate::pubsub::TopicStore::since_in). Parsed (and
         /// checked) even without `since`, where it means nothing.
         epoch: Option<u64>,
     },
@@ -311,7 +62,7 @@ pub enum ClientOp<'a> {
         /// Whether the client wants a `published` reply.
         ack: bool,
     },
-    /// `{"op":"ping"}`: answer with [`write_pong`].
+    /// `{"op":"ping"}`: answer with [`write_pong`](super::write_pong).
     Ping {
         /// The request id to echo.
         id: Option<RequestId<'a>>,
@@ -333,14 +84,6 @@ impl<'a> ClientOp<'a> {
     /// others with [`OpError::unauthorized`].
     pub fn requires_publisher(&self) -> bool {
         matches!(self, ClientOp::Publish { .. })
-    }
-}
-
-impl OpError {
-    /// The `unauthorized` error for a publish from a connection that may not
-    /// publish.
-    pub fn unauthorized(id: Option<RequestId<'_>>) -> OpError {
-        OpError::new(ErrorCode::Unauthorized, "this connection may not publish").with_id(id)
     }
 }
 
@@ -399,10 +142,6 @@ impl<'de> Deserialize<'de> for SinceEntries<'de> {
     }
 }
 
-fn bad_request(message: impl Into<Cow<'static, str>>) -> OpError {
-    OpError::new(ErrorCode::BadRequest, message)
-}
-
 /// Parses one text request.
 ///
 /// Checks, in order: the size cap (`too_large`), JSON syntax (`bad_json`), the
@@ -414,7 +153,7 @@ fn bad_request(message: impl Into<Cow<'static, str>>) -> OpError {
 ///
 /// Per-connection rules are the caller's: authorization
 /// ([`ClientOp::requires_publisher`]), the per-connection topic cap
-/// ([`ConnTopics`]) and the error streak ([`ErrorStreak`]).
+/// ([`ConnTopics`](super::ConnTopics)) and the error streak ([`ErrorStreak`](super::ErrorStreak)).
 ///
 /// ```
 /// use wsreactor::pubsub::{parse_client_op, ClientOp, ErrorCode, Limits};
@@ -450,7 +189,7 @@ pub fn parse_client_op<'a>(text: &'a str, limits: &Limits) -> Result<ClientOp<'a
     }
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !trimmed.starts_with('{') {
-        return Err(if super::wire::is_json(text) {
+        return Err(if crate::pubsub::wire::is_json(text) {
             bad_request("a request is a JSON object")
         } else {
             OpError::new(ErrorCode::BadJson, "malformed JSON")
@@ -589,9 +328,6 @@ fn parse_since(
     Ok(since)
 }
 
-/// The longest epoch, in hex digits.
-const EPOCH_DIGITS: usize = 16;
-
 /// `"epoch"`: a JSON string of 1 to 16 hex digits (either case); `null` is
 /// as good as absent.
 fn parse_epoch(raw: Option<&RawValue>) -> Result<Option<u64>, OpError> {
@@ -608,325 +344,12 @@ fn parse_epoch(raw: Option<&RawValue>) -> Result<Option<u64>, OpError> {
     }
 }
 
-/// Appends `epoch` as 16 lowercase hex digits.
-fn write_epoch_hex(out: &mut String, epoch: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..EPOCH_DIGITS).rev().map(|i| 4 * i) {
-        out.push(char::from(DIGITS[((epoch >> shift) & 0xf) as usize]));
-    }
-}
-
-/// A publish received as a binary message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BinaryPublish<'a> {
-    /// The topic, validated (use it with
-    /// [`TopicStore::publish_str`](super::TopicStore::publish_str)).
-    pub topic: &'a str,
-    /// The payload: binary for `0x02`, text (UTF-8 checked) for `0x03`.
-    pub payload: Message<'a>,
-}
-
-/// Parses a binary message from a publisher connection:
-/// `[0x02][topic_len: u8][topic][bytes]` (delivered as binary) or
-/// `[0x03][topic_len: u8][topic][UTF-8 text]` (delivered in the JSON
-/// envelope, raw if the text is JSON). Authorization is the caller's.
-///
-/// ```
-/// use wsreactor::Message;
-/// use wsreactor::pubsub::{parse_binary_publish, Limits};
-///
-/// let msg = [&[0x03, 4][..], b"md.X", br#"{"bid":1}"#].concat();
-/// let p = parse_binary_publish(&msg, &Limits::default())?;
-/// assert_eq!(p.topic, "md.X");
-/// assert_eq!(p.payload, Message::Text(r#"{"bid":1}"#));
-/// # Ok::<(), wsreactor::pubsub::OpError>(())
-/// ```
-pub fn parse_binary_publish<'a>(
-    msg: &'a [u8],
-    limits: &Limits,
-) -> Result<BinaryPublish<'a>, OpError> {
-    if msg.len() > limits.max_publish_len {
-        return Err(OpError::new(
-            ErrorCode::TooLarge,
-            format!("publish of {} bytes, the limit is {}", msg.len(), limits.max_publish_len),
-        ));
-    }
-    let (text, rest) = match msg.split_first() {
-        Some((&BIN_PUBLISH_BINARY, rest)) => (false, rest),
-        Some((&BIN_PUBLISH_TEXT, rest)) => (true, rest),
-        Some(_) | None => {
-            return Err(bad_request(
-                "a binary message is a publish: 0x02 (binary) or 0x03 (text), topic length, topic, payload",
-            ));
-        }
-    };
-    let (topic, payload) = split_topic(rest).map_err(|e| match e {
-        WireError::BadTopic(te) => {
-            let raw = rest.get(1..).unwrap_or_default();
-            let len = usize::from(rest.first().copied().unwrap_or(0)).min(raw.len());
-            OpError::topic_error(te, &String::from_utf8_lossy(&raw[..len]))
-        }
-        _ => bad_request("binary publish ends inside its header"),
-    })?;
-    if topic.len() > limits.max_topic_len {
-        let e = TopicError::TooLong { len: topic.len(), max: limits.max_topic_len };
-        return Err(OpError::topic_error(e, topic));
-    }
-    let payload = if text {
-        match std::str::from_utf8(payload) {
-            Ok(s) => Message::Text(s),
-            Err(_) => {
-                return Err(bad_request("text publish payload is not UTF-8").with_topic(topic));
-            }
-        }
-    } else {
-        Message::Binary(payload)
-    };
-    Ok(BinaryPublish { topic, payload })
-}
-
-/// Starts a reply object: `{"op":"<op>"` and the id if any.
-fn open_reply(out: &mut String, op: &str, id: Option<RequestId<'_>>) {
-    out.push_str("{\"op\":\"");
-    out.push_str(op);
-    out.push('"');
-    if let Some(id) = id {
-        out.push_str(",\"id\":");
-        out.push_str(id.0);
-    }
-}
-
-/// Appends `,"topics":[...]` (the object stays open).
-fn write_topic_list<'t>(out: &mut String, topics: impl IntoIterator<Item = &'t TopicName>) {
-    out.push_str(",\"topics\":[");
-    for (i, t) in topics.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_json_string(out, t.as_str());
-    }
-    out.push(']');
-}
-
-/// Appends `{"op":"subscribed","id":..?,"topics":[...],"epoch":"<16 hex>"}`
-/// to `out`: `epoch` is the store's ([`TopicStore::epoch`](super::TopicStore::epoch)),
-/// as 16 lowercase hex digits in a string (a JSON number above 2^53 would
-/// lose digits in JavaScript). A client sends it back with its next `since`.
-///
-/// ```
-/// use wsreactor::pubsub::{write_subscribed, TopicName};
-/// let mut out = String::new();
-/// let topics = [TopicName::new("a")?, TopicName::new("b")?];
-/// write_subscribed(&mut out, None, &topics, 0x2a);
-/// assert_eq!(out, r#"{"op":"subscribed","topics":["a","b"],"epoch":"000000000000002a"}"#);
-/// # Ok::<(), wsreactor::pubsub::TopicError>(())
-/// ```
-pub fn write_subscribed<'t>(
-    out: &mut String,
-    id: Option<RequestId<'_>>,
-    topics: impl IntoIterator<Item = &'t TopicName>,
-    epoch: u64,
-) {
-    open_reply(out, "subscribed", id);
-    write_topic_list(out, topics);
-    out.push_str(",\"epoch\":\"");
-    write_epoch_hex(out, epoch);
-    out.push_str("\"}");
-}
-
-/// Appends `{"op":"unsubscribed","id":..?,"topics":[...]}` to `out`.
-pub fn write_unsubscribed<'t>(
-    out: &mut String,
-    id: Option<RequestId<'_>>,
-    topics: impl IntoIterator<Item = &'t TopicName>,
-) {
-    open_reply(out, "unsubscribed", id);
-    write_topic_list(out, topics);
-    out.push('}');
-}
-
-/// Appends `{"op":"published","id":..?,"topic":"..","seq":N}` to `out`.
-pub fn write_published(out: &mut String, id: Option<RequestId<'_>>, topic: &str, seq: u64) {
-    open_reply(out, "published", id);
-    write_topic_seq(out, topic, seq);
-}
-
-/// Appends `{"op":"resync","id":..?,"topic":"..","seq":<latest>}` to `out`.
-///
-/// ```
-/// use wsreactor::pubsub::write_resync;
-/// let mut out = String::new();
-/// write_resync(&mut out, None, "a", 57);
-/// assert_eq!(out, r#"{"op":"resync","topic":"a","seq":57}"#);
-/// ```
-pub fn write_resync(out: &mut String, id: Option<RequestId<'_>>, topic: &str, latest: u64) {
-    open_reply(out, "resync", id);
-    write_topic_seq(out, topic, latest);
-}
-
-fn write_topic_seq(out: &mut String, topic: &str, seq: u64) {
-    out.push_str(",\"topic\":");
-    write_json_string(out, topic);
-    out.push_str(",\"seq\":");
-    write_decimal(out, seq);
-    out.push('}');
-}
-
-/// Appends `{"op":"pong","id":..?}` to `out`.
-pub fn write_pong(out: &mut String, id: Option<RequestId<'_>>) {
-    open_reply(out, "pong", id);
-    out.push('}');
-}
-
-/// Counts a connection's failed requests in a row. The connection is
-/// abusive once more than [`Limits::max_errors_in_a_row`] fail in a row:
-/// close it with [`ABUSE_CLOSE_CODE`] (1008) and [`ABUSE_CLOSE_REASON`].
-/// Until then each failure is answered with its error reply and the
-/// connection stays open.
-///
-/// ```
-/// use wsreactor::pubsub::{ErrorStreak, Limits};
-///
-/// let limits = Limits { max_errors_in_a_row: 2, ..Limits::default() };
-/// let mut streak = ErrorStreak::default();
-/// assert!(!streak.failed(&limits));
-/// streak.succeeded(); // a good request resets the count
-/// assert!(!streak.failed(&limits));
-/// assert!(!streak.failed(&limits));
-/// assert!(streak.failed(&limits)); // the third in a row: close with 1008
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErrorStreak(u32);
-
-impl ErrorStreak {
-    /// Records a failed request; `true` if the connection is now abusive.
-    pub fn failed(&mut self, limits: &Limits) -> bool {
-        self.0 = self.0.saturating_add(1);
-        self.0 > limits.max_errors_in_a_row
-    }
-
-    /// Records a request that succeeded: the streak starts over.
-    pub fn succeeded(&mut self) {
-        self.0 = 0;
-    }
-
-    /// Failed requests in a row so far.
-    pub fn count(&self) -> u32 {
-        self.0
-    }
-}
-
-/// The topics one connection is subscribed to, kept sorted (binary search;
-/// no allocation while empty), bounded by [`Limits::max_topics_per_conn`].
-///
-/// The reactor keeps one per connection, to update its per-reactor
-/// subscriber sets with what actually changed and to clean up on close.
-///
-/// ```
-/// use wsreactor::pubsub::{ConnTopics, ErrorCode, Limits, TopicName};
-///
-/// let limits = Limits { max_topics_per_conn: 2, ..Limits::default() };
-/// let (a, b, c) = (TopicName::new("a")?, TopicName::new("b")?, TopicName::new("c")?);
-/// let mut mine = ConnTopics::new();
-/// assert_eq!(mine.subscribe([&a, &b], &limits).unwrap(), [a.clone(), b.clone()]);
-/// assert!(mine.subscribe([&a], &limits).unwrap().is_empty()); // already held
-/// let err = mine.subscribe([&c], &limits).unwrap_err();
-/// assert_eq!(err.code(), ErrorCode::TooManyTopics);
-/// assert_eq!(mine.unsubscribe([&a, &c]), [a]);
-/// assert_eq!(mine.take_all(), [b]);
-/// # Ok::<(), wsreactor::pubsub::TopicError>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnTopics {
-    topics: Vec<TopicName>,
-}
-
-impl ConnTopics {
-    /// No topics.
-    pub fn new() -> ConnTopics {
-        ConnTopics::default()
-    }
-
-    /// How many topics are held.
-    pub fn len(&self) -> usize {
-        self.topics.len()
-    }
-
-    /// Whether none are.
-    pub fn is_empty(&self) -> bool {
-        self.topics.is_empty()
-    }
-
-    /// Whether `topic` is held.
-    pub fn contains(&self, topic: &str) -> bool {
-        self.find(topic).is_ok()
-    }
-
-    /// The topics held, sorted.
-    pub fn iter(&self) -> impl Iterator<Item = &TopicName> {
-        self.topics.iter()
-    }
-
-    fn find(&self, topic: &str) -> Result<usize, usize> {
-        self.topics.binary_search_by(|t| t.as_str().cmp(topic))
-    }
-
-    /// Adds `topics`, all or none: fails with `too_many_topics` if the new
-    /// ones would take the connection past its cap. Returns those that were
-    /// not held before, in the order given (duplicates in `topics` count once).
-    pub fn subscribe<'t, I>(
-        &mut self,
-        topics: I,
-        limits: &Limits,
-    ) -> Result<Vec<TopicName>, OpError>
-    where
-        I: IntoIterator<Item = &'t TopicName>,
-    {
-        let mut new: Vec<TopicName> = Vec::new();
-        for t in topics {
-            if !self.contains(t.as_str()) && !new.contains(t) {
-                new.push(t.clone());
-            }
-        }
-        let total = self.topics.len() + new.len();
-        if total > limits.max_topics_per_conn {
-            return Err(OpError::new(
-                ErrorCode::TooManyTopics,
-                format!(
-                    "this would make {total} topics on this connection, the limit is {}",
-                    limits.max_topics_per_conn
-                ),
-            ));
-        }
-        self.topics.reserve(new.len());
-        for t in &new {
-            if let Err(at) = self.find(t.as_str()) {
-                self.topics.insert(at, t.clone());
-            }
-        }
-        Ok(new)
-    }
-
-    /// Removes `topics`; returns those that were held, in the order given.
-    pub fn unsubscribe<'t, I>(&mut self, topics: I) -> Vec<TopicName>
-    where
-        I: IntoIterator<Item = &'t TopicName>,
-    {
-        topics
-            .into_iter()
-            .filter_map(|t| self.find(t.as_str()).ok().map(|at| self.topics.remove(at)))
-            .collect()
-    }
-
-    /// Removes and returns every topic (on close), freeing the storage.
-    pub fn take_all(&mut self) -> Vec<TopicName> {
-        std::mem::take(&mut self.topics)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pubsub::protocol::reply::{
+        write_epoch_hex, write_pong, write_published, write_subscribed, write_unsubscribed,
+    };
     use serde_json::{Value, json};
 
     fn limits() -> Limits {
@@ -1292,113 +715,5 @@ mod tests {
         assert!(parse("{\"op\":\"ping\",\"😀\":\"\\ud83d\\ude00\"}").is_ok());
         // A lone surrogate in a string we decode is a syntax error of serde's.
         assert!(parse(r#"{"op":"subscribe","topics":["\ud800"]}"#).is_err());
-    }
-
-    #[test]
-    fn error_display_and_from_store() {
-        let e = OpError::new(ErrorCode::BadTopic, "nope").with_topic("a b");
-        assert_eq!(e.to_string(), "bad_topic: nope (topic \"a b\")");
-        let e: OpError = StoreError::TooManyTopics { max: 3 }.into();
-        assert_eq!(e.code(), ErrorCode::StoreFull);
-        let e: OpError = StoreError::BadTopic(TopicError::TooLong { len: 9, max: 8 }).into();
-        assert_eq!(e.code(), ErrorCode::TopicTooLong);
-        let e: OpError = StoreError::BadTopic(TopicError::Empty).into();
-        assert_eq!(e.code(), ErrorCode::BadTopic);
-        for code in [
-            ErrorCode::BadJson,
-            ErrorCode::BadRequest,
-            ErrorCode::UnknownOp,
-            ErrorCode::BadTopic,
-            ErrorCode::TopicTooLong,
-            ErrorCode::TooManyTopics,
-            ErrorCode::Unauthorized,
-            ErrorCode::TooLarge,
-            ErrorCode::StoreFull,
-        ] {
-            assert_eq!(code.to_string(), code.as_str());
-            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-        }
-    }
-
-    #[test]
-    fn resync_reply() {
-        let mut out = String::new();
-        write_resync(&mut out, Some(RequestId("5")), "md.X", 0);
-        assert_eq!(out, r#"{"op":"resync","id":5,"topic":"md.X","seq":0}"#);
-    }
-
-    #[test]
-    fn binary_publish() {
-        let l = limits();
-        let msg = [&[BIN_PUBLISH_BINARY, 3][..], b"a.b", &[0, 1, 2]].concat();
-        let p = parse_binary_publish(&msg, &l).unwrap();
-        assert_eq!(p, BinaryPublish { topic: "a.b", payload: Message::Binary(&[0, 1, 2]) });
-        let msg = [&[BIN_PUBLISH_TEXT, 1][..], b"t", "é".as_bytes()].concat();
-        assert_eq!(parse_binary_publish(&msg, &l).unwrap().payload, Message::Text("é"));
-        // An empty payload is allowed.
-        let msg = [BIN_PUBLISH_BINARY, 1, b't'];
-        assert_eq!(parse_binary_publish(&msg, &l).unwrap().payload, Message::Binary(&[]));
-        // Round trip with the encoder.
-        let mut enc = Vec::new();
-        let topic = TopicName::new("md.BTC-USD").unwrap();
-        super::super::wire::encode_binary_publish(&mut enc, &topic, Message::Text("{}"));
-        let p = parse_binary_publish(&enc, &l).unwrap();
-        assert_eq!((p.topic, p.payload), ("md.BTC-USD", Message::Text("{}")));
-    }
-
-    #[test]
-    fn binary_publish_errors() {
-        let l = Limits { max_topic_len: 4, max_publish_len: 32, ..limits() };
-        let code = |msg: &[u8]| parse_binary_publish(msg, &l).map(|_| ()).unwrap_err().code();
-        assert_eq!(code(&[]), ErrorCode::BadRequest);
-        assert_eq!(code(&[0x01, 1, b'a']), ErrorCode::BadRequest);
-        assert_eq!(code(&[0x02]), ErrorCode::BadRequest);
-        assert_eq!(code(&[0x02, 5, b'a']), ErrorCode::BadRequest);
-        assert_eq!(code(&[0x02, 0]), ErrorCode::BadTopic);
-        assert_eq!(code(&[0x02, 2, b'a', b' ']), ErrorCode::BadTopic);
-        assert_eq!(code(&[0x02, 2, 0xFF, 0xFE, 1]), ErrorCode::BadTopic);
-        assert_eq!(code(&[0x02, 5, b'a', b'b', b'c', b'd', b'e']), ErrorCode::TopicTooLong);
-        assert_eq!(code(&[0x03, 1, b'a', 0xC3]), ErrorCode::BadRequest);
-        assert_eq!(code(&[0x02; 33]), ErrorCode::TooLarge);
-        let e = parse_binary_publish(&[0x02, 2, b'a', b' '], &l).unwrap_err();
-        assert_eq!(e.topic(), Some("a "));
-        let e = parse_binary_publish(&[0x02, 2, 0xFF, b'x'], &l).unwrap_err();
-        assert_eq!(e.topic(), Some("\u{fffd}x"));
-    }
-
-    #[test]
-    fn error_streak() {
-        let l = Limits { max_errors_in_a_row: 3, ..limits() };
-        let mut s = ErrorStreak::default();
-        assert!(!s.failed(&l) && !s.failed(&l) && !s.failed(&l));
-        assert_eq!(s.count(), 3);
-        assert!(s.failed(&l));
-        s.succeeded();
-        assert_eq!(s.count(), 0);
-        let zero = Limits { max_errors_in_a_row: 0, ..limits() };
-        assert!(ErrorStreak::default().failed(&zero));
-        let mut s = ErrorStreak(u32::MAX);
-        assert!(s.failed(&l));
-        assert_eq!(ABUSE_CLOSE_CODE, CloseCode::POLICY);
-        assert_eq!(u16::from(ABUSE_CLOSE_CODE), 1008);
-    }
-
-    #[test]
-    fn conn_topics() {
-        let l = Limits { max_topics_per_conn: 3, ..limits() };
-        let [a, b, c, d] = ["a", "b", "c", "d"].map(|s| TopicName::new(s).unwrap());
-        let mut m = ConnTopics::new();
-        assert!(m.is_empty());
-        assert_eq!(m.subscribe([&c, &a, &c], &l).unwrap(), [c.clone(), a.clone()]);
-        assert_eq!(m.iter().map(TopicName::as_str).collect::<Vec<_>>(), ["a", "c"]);
-        assert!(m.contains("a") && !m.contains("b"));
-        // All or nothing.
-        assert_eq!(m.subscribe([&b, &d], &l).unwrap_err().code(), ErrorCode::TooManyTopics);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m.subscribe([&a, &b], &l).unwrap(), std::slice::from_ref(&b));
-        assert_eq!(m.len(), 3);
-        assert_eq!(m.unsubscribe([&d, &b, &b]), std::slice::from_ref(&b));
-        assert_eq!(m.take_all(), [a, c]);
-        assert!(m.is_empty());
     }
 }
