@@ -7,10 +7,10 @@
 //! [`Handler`](handler::Handler).
 //!
 //! The files, each knowing only those above it in this list:
-//! - `buf`, `outq`, `timer`, `inbox`, `listener`, `budget`, `deflate`,
-//!   `topics`: pools, the output queue, the timer wheel, the cross-thread
-//!   inbox, listening sockets, the memory count, compression contexts,
-//!   subscriber sets;
+//! - `buf`, `outq`, `bufs`, `timer`, `inbox`, `listener`, `budget`,
+//!   `deflate`, `topics`: pools, the output queue, a connection's buffers,
+//!   the timer wheel, the cross-thread inbox, listening sockets, the memory
+//!   count, compression contexts, subscriber sets;
 //! - `door`: the thread-safe [`ServerHandle`](door::ServerHandle) and
 //!   [`Publisher`](door::Publisher);
 //! - `state`: what a reactor holds besides its connections;
@@ -24,6 +24,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod buf;
+mod bufs;
 mod conn;
 mod connections;
 mod deflate;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::buf::Pool;
-use super::conn::Bufs;
+use super::bufs::Bufs;
 use super::deflate::Deflate;
 use super::door::ServerHandle;
 use super::inbox::LocalId;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::reply::open_reply;
+use super::reply::{RequestId, open_reply};
 use crate::proto::CloseCode;
 use crate::pubsub::store::StoreError;
 use crate::pubsub::topic::{DEFAULT_MAX_TOPIC_LEN, TopicError};
@@ -115,18 +115,6 @@ impl ErrorCode {
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A request id as the client sent it: the raw JSON text of a string or a
-/// number (at most [`MAX_ID_LEN`] bytes), echoed back verbatim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId<'a>(pub(super) &'a str);
-
-impl<'a> RequestId<'a> {
-    /// The id's JSON text, e.g. `"\"r1\""` or `"7"`.
-    pub fn as_json(&self) -> &'a str {
-        self.0
     }
 }
 

@@ -8,10 +8,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::errors::{
-    ErrorCode, Limits, MAX_ID_LEN, OpError, QUOTE_MAX, RequestId, bad_request, cut,
-};
-use super::reply::EPOCH_DIGITS;
+use super::errors::{ErrorCode, Limits, MAX_ID_LEN, OpError, QUOTE_MAX, bad_request, cut};
+use super::reply::{EPOCH_DIGITS, RequestId};
 use crate::pubsub::topic::{TopicName, validate_topic};
 use crate::pubsub::wire::{Payload, write_json_string};
 

@@ -1,11 +1,20 @@
 //! Replies written as JSON: `subscribed`, `unsubscribed`, `published`,
-//! `resync` and `pong` (errors are [`OpError::write_json`]).
+//! `resync` and `pong` (errors are [`OpError::write_json`](super::OpError::write_json)).
 
-#[cfg(doc)]
-use super::errors::OpError;
-use super::errors::RequestId;
 use crate::pubsub::topic::TopicName;
 use crate::pubsub::wire::{write_decimal, write_json_string};
+
+/// A request id as the client sent it: the raw JSON text of a string or a
+/// number (at most [`MAX_ID_LEN`](super::MAX_ID_LEN) bytes), echoed back verbatim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId<'a>(pub(super) &'a str);
+
+impl<'a> RequestId<'a> {
+    /// The id's JSON text, e.g. `"\"r1\""` or `"7"`.
+    pub fn as_json(&self) -> &'a str {
+        self.0
+    }
+}
 
 /// The longest epoch, in hex digits.
 pub(super) const EPOCH_DIGITS: usize = 16;
