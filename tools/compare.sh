@@ -6,6 +6,12 @@
 #   tools/compare.sh [--runs N] [--duration 4s] [--servers "wsreactor bun ..."]
 #                    [--scenarios "echo64 echo20 echo16k fanout topic1k topic10k topics1000 connect"]
 #                    [--out DIR] [--server-cpus 0] [--client-cpus 1] [--client-threads 1]
+#                    [--base-bin PATH]
+#
+# --base-bin PATH adds the server "wsreactor-base": another build of wsreactor (e.g. main,
+# built in a worktree) run exactly like this one, for before/after tables in the same run:
+#   git worktree add --detach ../base main && (cd ../base && cargo build --release -p wsreactor)
+#   tools/compare.sh --runs 5 --servers "wsreactor wsreactor-base" --base-bin ../base/target/release/wsreactor
 #
 # The topic scenarios run only against servers with a pubsub mode (wsreactor, Bun,
 # tokio-tungstenite).
@@ -29,6 +35,7 @@ OUT="$ROOT/target/compare"
 SERVER_CPUS=0
 CLIENT_CPUS=1
 CLIENT_THREADS=1
+BASE_BIN=
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
@@ -40,6 +47,7 @@ while [ $# -gt 0 ]; do
         --server-cpus) SERVER_CPUS=$2; shift 2 ;;
         --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
         --client-threads) CLIENT_THREADS=$2; shift 2 ;;
+        --base-bin) BASE_BIN=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -84,10 +92,14 @@ done
 server_cmd() { # NAME MODE PORT
     local name=$1 mode=$2 port=$3
     case "$name" in
-        wsreactor)
-            local extra=""
+        wsreactor|wsreactor-base)
+            local extra="" bin="$ROOT/target/release/wsreactor"
             [ "$mode" = pubsub ] && extra="--publish-token $TOKEN"
-            echo "$ROOT/target/release/wsreactor $mode --bind 127.0.0.1:$port --reactors 1 $extra" ;;
+            if [ "$name" = wsreactor-base ]; then
+                [ -x "$BASE_BIN" ] || { echo "wsreactor-base needs --base-bin PATH" >&2; return 1; }
+                bin=$BASE_BIN
+            fi
+            echo "$bin $mode --bind 127.0.0.1:$port --reactors 1 $extra" ;;
         tokio-tungstenite) echo "$PEER_TARGET/release/peer-tokio-tungstenite $mode $port" ;;
         fastwebsockets) echo "$PEER_TARGET/release/peer-fastwebsockets $mode $port" ;;
         bun) echo "$PEERS/bun/node_modules/.bin/bun $PEERS/bun/server.js $mode $port" ;;
@@ -126,7 +138,7 @@ stop_server() {
 
 # Whether a server has a mode (fastwebsockets and Node ws have no pubsub mode).
 has_mode() { # NAME MODE
-    [ "$2" != pubsub ] || case "$1" in wsreactor|bun|tokio-tungstenite) true ;; *) false ;; esac
+    [ "$2" != pubsub ] || case "$1" in wsreactor|wsreactor-base|bun|tokio-tungstenite) true ;; *) false ;; esac
 }
 
 # --- scenarios --------------------------------------------------------------

@@ -18,7 +18,9 @@ use super::protocol::{
 use super::store::{Since, TopicStore};
 use super::topic::TopicName;
 use super::wire::Payload;
-use crate::{Accept, Ctx, Frame, Handler, Message, Reject, Request};
+use crate::message::{Frame, Message};
+use crate::proto::handshake::Request;
+use crate::reactor::handler::{Accept, Ctx, Handler, Reject};
 
 /// The topic server's handler.
 ///
