@@ -256,9 +256,13 @@ impl<H: Handler> Reactor<H> {
                     let conns = &mut self.conns;
                     let found =
                         conns.slab.get_mut(to.slot).filter(|c| c.generation == to.generation);
-                    if let Some(conn) = found {
-                        let _ = conn.send_shared(&mut conns.st, to.slot, &frame);
-                        conns.mark_dirty(to.slot);
+                    match found {
+                        Some(conn) => {
+                            let _ = conn.send_shared(&mut conns.st, to.slot, &frame);
+                            conns.mark_dirty(to.slot);
+                        }
+                        // Gone meanwhile: dropped, as a send to a closed connection is.
+                        None => conns.st.counters.inc(Counter::SendsDropped),
                     }
                 }
                 Command::Close(to, code, reason) => {
