@@ -288,7 +288,8 @@ impl Publisher {
         self.handle.publish_payload(topic, payload, None)
     }
 
-    /// The topic store: last values, history, sequence numbers.
+    /// The topic store, to read: last values, history, sequence numbers
+    /// (publishing goes through [`Publisher::publish`], which delivers too).
     pub fn store(&self) -> &TopicStore {
         &self.handle.shared.store
     }

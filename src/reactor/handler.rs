@@ -293,7 +293,8 @@ impl<'a, C> Ctx<'a, C> {
         self.st.handle.publish_payload(topic, payload, Some(self.st.reactor_id))
     }
 
-    /// The topic store: last values, history and sequence numbers.
+    /// The topic store, to read: last values, history and sequence numbers
+    /// (publishing goes through [`Ctx::publish`], which delivers too).
     pub fn topics(&self) -> &TopicStore {
         &self.st.handle.shared.store
     }
