@@ -135,6 +135,7 @@ pub(crate) struct Queue<'a> {
 }
 
 impl Io for Queue<'_> {
+    #[inline]
     fn transmit(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let b = self.bufs.get_or_insert_with(|| self.pool.take_or(Box::default));
         b.out.push_owned(self.chunks, len, write);
@@ -151,6 +152,7 @@ pub(crate) struct Lent<'a> {
 }
 
 impl Io for Lent<'_> {
+    #[inline]
     fn transmit(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let st = &mut *self.st;
         Queue { bufs: self.bufs, pool: &mut st.bufs, chunks: &mut st.chunks }.transmit(len, write);

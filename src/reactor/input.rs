@@ -105,7 +105,7 @@ fn on_event<H: Handler>(
     event: Event<'_>,
 ) {
     match event {
-        Event::Request(req) => upgrade(conn, st, handler, slot, req),
+        Event::Request(req) => upgrade(conn, st, handler, slot, *req),
         Event::BadHandshake(e) => {
             log::info!("{}: bad upgrade request: {} {}", conn.peer(), e.status, e.reason);
             refused(conn, st, slot);
@@ -120,8 +120,8 @@ fn on_event<H: Handler>(
             notify_close(conn, st, handler, slot, code, reason);
         }
         Event::Failed(failure) => failed(conn, st, handler, slot, failure),
-        // Pongs are answered by the protocol state; a client's events.
-        Event::Ping(_) | Event::Pong(_) | Event::Accepted(_) => {}
+        // Pings are answered by the protocol state.
+        Event::Ping(_) | Event::Pong(_) => {}
     }
 }
 

@@ -2,7 +2,7 @@
 //! what the caller lends) and what comes out (events, what a timeout did).
 
 use crate::proto::deflate::InflateError;
-use crate::proto::handshake::{HandshakeError, Request, Response};
+use crate::proto::handshake::{HandshakeError, Request};
 use crate::proto::{CloseCode, Message};
 
 /// A point in time, in ticks of the caller's clock (a wheel's ticks of
@@ -149,19 +149,18 @@ pub struct Failure {
 }
 
 /// What one call to [`Connection::handle_input`](super::Connection::handle_input) produced.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event<'a> {
     /// Server: a complete upgrade request. Answer it with
     /// [`Connection::accept`](super::Connection::accept) or [`Connection::reject`](super::Connection::reject) before handing the
     /// connection more input.
-    Request(Request<'a>),
+    /// (Boxed: a request holds its headers inline, parsed without
+    /// allocating, and this keeps every other event small.)
+    Request(Box<Request<'a>>),
     /// The upgrade request (or response) was malformed. A server has queued
     /// the HTTP error (400, 405, 426 or 431) and is closing; input from now
     /// on is ignored.
     BadHandshake(HandshakeError),
-    /// Client: the server accepted; the connection is open.
-    Accepted(Response<'a>),
     /// A whole message: validated UTF-8 if text, inflated if compressed. It
     /// borrows the input when it arrived as one frame, the reassembly buffer
     /// otherwise.
@@ -179,9 +178,6 @@ pub enum Event<'a> {
 }
 
 /// The result of one call to [`Connection::handle_input`](super::Connection::handle_input).
-// A request holds its headers inline (parsed without allocating); it is
-// handed out once per connection.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Input<'a> {
     /// Nothing more can be done with this input: keep it (a partial request

@@ -156,6 +156,7 @@ impl Connection {
     /// belongs to (what is assembled of it so far and the frame's payload),
     /// for flow control before reading it; `None` inside a frame's payload.
     /// A control frame or a partial header counts as nothing more.
+    #[inline]
     pub fn next_message_len(&self, input: &[u8]) -> Option<u64> {
         if !self.decoder.at_frame_start() {
             return None;
@@ -181,6 +182,7 @@ impl Connection {
     /// handed out from it stays in it until the next call.
     ///
     /// Any input counts as proof of life: it answers an outstanding ping.
+    #[inline]
     pub fn handle_input<'a, I: Io>(
         &mut self,
         input: &'a mut [u8],
@@ -209,6 +211,7 @@ impl Connection {
     /// Notes that input arrived at `now`, proof that the peer is alive: it
     /// answers an outstanding ping. [`Connection::handle_input`] does this
     /// itself; call it for input read but not handed over yet.
+    #[inline]
     pub fn received(&mut self, now: Tick) {
         self.last_read = now;
         self.flags &= !PING_OUT;
@@ -225,7 +228,7 @@ impl Connection {
             Ok(None) => Input::NeedMore,
             Ok(Some((req, consumed))) => {
                 self.state = State::Deciding;
-                Input::Progress { consumed, event: Some(Event::Request(req)) }
+                Input::Progress { consumed, event: Some(Event::Request(Box::new(req))) }
             }
             Err(e) => {
                 self.refuse(&e, now, io);
@@ -234,6 +237,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn frames<'a, I: Io>(
         &mut self,
         input: &'a mut [u8],
@@ -294,6 +298,7 @@ impl Connection {
     }
 
     /// A whole message, handed out while the connection is open.
+    #[inline]
     fn message<'a>(&mut self, msg: Message<'a>, now: Tick) -> Option<Event<'a>> {
         if !self.is_open() {
             return None;
@@ -487,6 +492,7 @@ impl Connection {
     /// Queues a data message as one frame (`compressed`: the payload is the
     /// caller's permessage-deflate of it, RSV1 set). False, with nothing
     /// queued, unless the connection is open.
+    #[inline]
     pub fn send<I: Io>(
         &mut self,
         opcode: OpCode,
@@ -534,6 +540,7 @@ impl Connection {
         self.put_frame(opcode, false, payload, io);
     }
 
+    #[inline]
     fn put_frame<I: Io>(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], io: &mut I) {
         if self.role() == Role::Server {
             let len = frame_len(payload.len());

@@ -88,7 +88,6 @@ fn own(e: Event<'_>) -> Got {
     match e {
         Event::Request(r) => Got::Request(r.path().into()),
         Event::BadHandshake(e) => Got::BadHandshake(e.status),
-        Event::Accepted(_) => unreachable!("server side"),
         Event::Message(Message::Text(t)) => Got::Text(t.into()),
         Event::Message(Message::Binary(b)) => Got::Binary(b.into()),
         Event::Ping(p) => Got::Ping(p.into()),
