@@ -603,3 +603,52 @@ fn a_stream_cut_anywhere_gives_the_messages_of_the_whole() {
 fn a_connection_is_small() {
     assert!(std::mem::size_of::<Connection>() <= 32, "{}", std::mem::size_of::<Connection>());
 }
+
+#[test]
+fn every_length_class_arrives_whole_even_one_byte_at_a_time() {
+    for len in [0, 1, 125, 126, 127, 65535, 65536, 70000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let input = frame(0x2, true, false, &payload);
+        let (mut conn, mut wire) = open(None);
+        assert_eq!(feed(&mut conn, &input, &mut wire, 1).0, vec![Got::Binary(payload.clone())]);
+        if len > 200 {
+            continue; // byte by byte: the small ones cover every header form
+        }
+        let (mut conn, mut wire) = open(None);
+        let (mut message, limits, mut carry, mut got) =
+            (Vec::new(), Limits::default(), Vec::new(), Vec::new());
+        for b in &input {
+            carry.push(*b);
+            let (events, left) = feed_with(&mut conn, &carry, &mut wire, 1, &limits, &mut message);
+            got.extend(events);
+            carry.drain(..carry.len() - left);
+        }
+        assert_eq!(got, vec![Got::Binary(payload)], "{len} bytes, one at a time");
+    }
+}
+
+#[test]
+fn every_close_code_a_peer_may_send_is_echoed() {
+    for code in
+        [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999]
+    {
+        let (mut conn, mut wire) = open(None);
+        let (got, _) = feed(&mut conn, &frame(0x8, true, false, &code.to_be_bytes()), &mut wire, 1);
+        assert_eq!(got, vec![Got::Close(code, String::new())]);
+        assert_eq!(wire.frames(), vec![(OpCode::Close, code.to_be_bytes().to_vec())]);
+    }
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        fails_with(&frame(0x8, true, false, &code.to_be_bytes()), 1002);
+    }
+}
+
+#[test]
+fn our_close_reason_is_cut_to_fit_a_control_frame() {
+    let (mut conn, mut wire) = open(None);
+    let long = "é".repeat(100); // 200 bytes
+    conn.close(CloseCode::NORMAL, &long, 1, &mut wire);
+    let frames = wire.frames();
+    let payload = &frames[0].1;
+    assert!(payload.len() <= 125, "{}", payload.len());
+    assert!(std::str::from_utf8(&payload[2..]).is_ok(), "cut at a character boundary");
+}
