@@ -7,6 +7,7 @@
 //! connection *does* — which messages it sends and how it checks what comes
 //! back — is a [`Behaviour`], one per mode.
 
+mod conn;
 mod control;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::deflate::{ConnDeflate, Tx};
 use crate::stats::new_histogram;
 use crate::wire::{self, ClientHandshake, MAX_RESPONSE_HEAD};
 
+use conn::{Conn, State};
 use control::ThreadProgress;
 pub use control::{Control, EngineConfig, EngineStats, Phase};
 
@@ -93,36 +95,6 @@ pub trait Behaviour {
     /// The waker of this behaviour's loop, given once before the loop starts
     /// (for another thread to interrupt this loop's sleep).
     fn attach(&mut self, _waker: &Arc<Waker>) {}
-}
-
-enum State {
-    Connecting,
-    Handshaking(ClientHandshake),
-    Open,
-    /// A close frame went out (`initiated`: we started it) and we wait for the peer.
-    Closing {
-        initiated: bool,
-    },
-}
-
-struct Conn<S> {
-    stream: TcpStream,
-    index: usize,
-    state: State,
-    started: u64,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
-    /// The last write hit `WouldBlock`; wait for a writable event.
-    blocked: bool,
-    /// In the flush list.
-    queued: bool,
-    /// The peer's FIN (or an error) was reported: read to the end, not just to a short read.
-    hup: bool,
-    decoder: Decoder,
-    /// permessage-deflate state, when negotiated.
-    deflate: Option<Box<ConnDeflate>>,
-    user: S,
 }
 
 impl<S> Conn<S> {
