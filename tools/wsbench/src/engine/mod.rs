@@ -10,9 +10,10 @@
 mod behaviour;
 mod conn;
 mod control;
+mod write;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -421,61 +422,6 @@ impl<B: Behaviour> Engine<B> {
                 }
                 self.behaviour.closed(c.index, &mut c.user, lost);
             }
-        }
-    }
-
-    fn flush_all(&mut self) {
-        let list = std::mem::take(&mut self.flush);
-        for key in list.iter().copied() {
-            if let Some(c) = self.slab.get_mut(key) {
-                c.queued = false;
-                if !c.blocked {
-                    self.flush_one(key);
-                }
-            }
-        }
-        let mut list = list;
-        list.clear();
-        if self.flush.is_empty() {
-            self.flush = list;
-        }
-    }
-
-    /// Writes as much of a connection's output as the socket takes.
-    fn flush_one(&mut self, key: usize) {
-        let c = &mut self.slab[key];
-        while c.out_pos < c.out.len() {
-            match c.stream.write(&c.out[c.out_pos..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    c.out_pos += n;
-                    self.stats.bytes_out += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let lost = !matches!(c.state, State::Closing { .. });
-                    if lost {
-                        self.stats.error(format!("write: {e}"));
-                    }
-                    self.drop_conn(key, false);
-                    return;
-                }
-            }
-        }
-        if c.out_pos == c.out.len() {
-            c.out.clear();
-            c.out_pos = 0;
-            // Idle connections keep no large buffers.
-            if c.out.capacity() > 1 << 20 {
-                c.out = Vec::new();
-            }
-        } else if c.out_pos > 1 << 16 && c.out_pos * 2 > c.out.len() {
-            c.out.drain(..c.out_pos);
-            c.out_pos = 0;
         }
     }
 
