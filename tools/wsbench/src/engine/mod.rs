@@ -8,6 +8,7 @@
 //! back — is a [`Behaviour`], one per mode.
 
 mod behaviour;
+mod close;
 mod conn;
 mod control;
 mod open;
@@ -22,11 +23,10 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
-use wsreactor::proto::{CloseCode, DecoderConfig, Role};
+use wsreactor::proto::{DecoderConfig, Role};
 
 use crate::clock::now_ns;
 use crate::stats::new_histogram;
-use crate::wire;
 
 pub use behaviour::{Behaviour, Conns, Cx};
 use conn::{Conn, State};
@@ -223,51 +223,6 @@ impl<B: Behaviour> Engine<B> {
         // Only the drain waits for it (and a behaviour may need a while to tell).
         if phase >= Phase::Drain {
             p.drained.store(self.behaviour.drained(), Relaxed);
-        }
-    }
-
-    /// Sends a close frame on every open connection (the end of the run).
-    fn start_closing(&mut self) {
-        let keys: Vec<usize> = self.slab.iter().map(|(k, _)| k).collect();
-        for k in keys {
-            let c = &mut self.slab[k];
-            match c.state {
-                State::Open => {
-                    wire::push_close(&mut c.out, CloseCode::NORMAL);
-                    c.state = State::Closing { initiated: true };
-                    if !c.queued {
-                        c.queued = true;
-                        self.flush.push(k);
-                    }
-                }
-                State::Connecting | State::Handshaking(_) => {
-                    self.fail_pending(k, "still connecting at the end".into());
-                }
-                State::Closing { .. } => {}
-            }
-        }
-    }
-
-    /// Removes a connection; `clean` when its close handshake completed.
-    fn drop_conn(&mut self, key: usize, clean: bool) {
-        let mut c = self.slab.remove(key);
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        match c.state {
-            State::Connecting | State::Handshaking(_) => {
-                self.pending -= 1;
-                self.settle(false);
-            }
-            State::Open | State::Closing { .. } => {
-                let lost = !matches!(c.state, State::Closing { initiated: true });
-                self.progress.open_now.fetch_sub(1, Relaxed);
-                if lost {
-                    self.stats.lost += 1;
-                    self.progress.lost.fetch_add(1, Relaxed);
-                } else if clean {
-                    self.stats.closed_clean += 1;
-                }
-                self.behaviour.closed(c.index, &mut c.user, lost);
-            }
         }
     }
 }
