@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use wsreactor::proto::CloseCode;
 
-use super::Engine;
 use super::behaviour::Behaviour;
 use super::conn::State;
+use super::event_loop::Engine;
 use crate::wire;
 
 impl<B: Behaviour> Engine<B> {

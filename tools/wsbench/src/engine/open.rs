@@ -9,9 +9,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use wsreactor::proto::Decoder;
 
-use super::Engine;
 use super::behaviour::Behaviour;
 use super::conn::{Conn, State};
+use super::event_loop::Engine;
 use crate::clock::now_ns;
 use crate::wire::ClientHandshake;
 

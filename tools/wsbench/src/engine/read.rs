@@ -6,10 +6,10 @@ use std::io::{self, Read};
 
 use wsreactor::proto::{CloseCode, Decoded, Event, OpCode};
 
-use super::Engine;
 use super::behaviour::Behaviour;
 use super::conn::State;
 use super::control::Phase;
+use super::event_loop::Engine;
 use crate::clock::now_ns;
 use crate::deflate::ConnDeflate;
 use crate::wire::{self, MAX_RESPONSE_HEAD};

@@ -3,9 +3,9 @@
 
 use std::io::{self, Write};
 
-use super::Engine;
 use super::behaviour::Behaviour;
 use super::conn::State;
+use super::event_loop::Engine;
 
 impl<B: Behaviour> Engine<B> {
     pub(super) fn flush_all(&mut self) {
