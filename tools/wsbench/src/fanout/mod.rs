@@ -20,6 +20,7 @@
 //! binary publish and binary deliveries that name their topic and carry a
 //! per-topic sequence number).
 
+mod seq;
 mod topology;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
@@ -33,6 +34,7 @@ use crate::run::{Common, Plan, run};
 use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
 use crate::wire::{get_hex, put_hex};
 
+use seq::SeqTracker;
 use topology::{Broadcast, Control, Topics, Topology};
 
 /// Bytes of the sequence number and timestamp at the start of each payload:
@@ -76,67 +78,6 @@ pub struct FanoutArgs {
     /// to a broadcast server, for servers that only take text. Not with --topics.
     #[arg(long)]
     pub text: bool,
-}
-
-/// Which sequence numbers a subscriber saw: a 1024-wide sliding window.
-#[derive(Debug, Default)]
-pub struct SeqTracker {
-    next: u64,
-    bits: [u64; 16],
-    /// Distinct messages seen.
-    pub unique: u64,
-    /// Seen twice.
-    pub duplicates: u64,
-    /// Arrived after a later one.
-    pub reorders: u64,
-}
-
-impl SeqTracker {
-    const WINDOW: u64 = 1024;
-
-    fn bit(&mut self, s: u64, on: bool) {
-        let i = (s % Self::WINDOW) as usize;
-        if on {
-            self.bits[i / 64] |= 1 << (i % 64);
-        } else {
-            self.bits[i / 64] &= !(1 << (i % 64));
-        }
-    }
-
-    fn get(&self, s: u64) -> bool {
-        let i = (s % Self::WINDOW) as usize;
-        self.bits[i / 64] & (1 << (i % 64)) != 0
-    }
-
-    /// Records `s`; returns whether it is new.
-    pub fn see(&mut self, s: u64) -> bool {
-        if s >= self.next {
-            if s - self.next >= Self::WINDOW {
-                self.bits = [0; 16];
-            } else {
-                for x in self.next..s {
-                    self.bit(x, false);
-                }
-            }
-            self.bit(s, true);
-            self.next = s + 1;
-            self.unique += 1;
-            true
-        } else if self.next - s > Self::WINDOW {
-            // Too old to tell: a very late arrival.
-            self.reorders += 1;
-            self.unique += 1;
-            true
-        } else if self.get(s) {
-            self.duplicates += 1;
-            false
-        } else {
-            self.bit(s, true);
-            self.reorders += 1;
-            self.unique += 1;
-            true
-        }
-    }
 }
 
 /// Per-connection fan-out state.
@@ -680,7 +621,7 @@ pub fn main(args: &FanoutArgs) -> Result<Report, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SeqTracker, published_on};
+    use super::published_on;
     use crate::wire::{get_hex, put_hex};
 
     #[test]
@@ -702,16 +643,5 @@ mod tests {
         // 7 messages over 3 topics: topic 0 gets 0, 3, 6; topic 2 gets 2, 5.
         assert_eq!([0, 1, 2].map(|t| published_on(t, 3, 7)), [3, 2, 2]);
         assert_eq!(published_on(5, 10, 3), 0);
-    }
-
-    #[test]
-    fn tracker_tells_gaps_dups_reorders() {
-        let mut t = SeqTracker::default();
-        for s in [0, 1, 2, 4, 3, 3, 5, 5000, 10] {
-            t.see(s);
-        }
-        assert_eq!(t.duplicates, 1);
-        assert_eq!(t.reorders, 2); // 3 after 4; 10 after 5000 (too old to tell)
-        assert_eq!(t.unique, 8);
     }
 }
