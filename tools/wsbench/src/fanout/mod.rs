@@ -20,6 +20,7 @@
 //! binary publish and binary deliveries that name their topic and carry a
 //! per-topic sequence number).
 
+mod args;
 mod seq;
 mod topology;
 
@@ -30,10 +31,11 @@ use hdrhistogram::Histogram;
 use mio::Waker;
 
 use crate::engine::{Behaviour, Conns, Cx, Phase};
-use crate::run::{Common, Plan, run};
+use crate::run::{Plan, run};
 use crate::stats::{Fanout as FanoutReport, Report, new_histogram};
 use crate::wire::{get_hex, put_hex};
 
+pub use args::FanoutArgs;
 use seq::SeqTracker;
 use topology::{Broadcast, Control, Topics, Topology};
 
@@ -47,38 +49,6 @@ const SEQ_BITS: u32 = 40;
 const MAX_PUBLISHER_BACKLOG: usize = 4 << 20;
 /// Bytes of a control message kept to tell what it says.
 const CONTROL_KEEP: usize = 256;
-
-/// Options of the fan-out mode.
-#[derive(Debug, Clone, clap::Args)]
-pub struct FanoutArgs {
-    #[command(flatten)]
-    /// Options every mode shares.
-    pub common: Common,
-    /// Subscribers (the publisher is one more connection).
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    pub subscribers: usize,
-    /// Message size in bytes (at least 16).
-    #[arg(short, long, default_value = "64", value_parser = crate::clock::parse_size)]
-    pub size: usize,
-    /// Fixed publish rate in messages/s (default: as fast as the in-flight bound allows).
-    #[arg(short, long)]
-    pub rate: Option<f64>,
-    /// Most messages in flight (published, not yet received by every subscriber of their topic)
-    /// when not at a fixed rate.
-    #[arg(short = 'w', long, default_value_t = 16)]
-    pub in_flight: u64,
-    /// Speak wsreactor's topic protocol with this many topics (`bench.0`, ...):
-    /// subscriber k joins topic k mod N, messages go round-robin over the topics.
-    /// Without it, the server is expected to broadcast every message to everyone.
-    /// The publisher must be allowed to publish (`?token=...` in the URL for
-    /// `wsreactor pubsub --publish-token`).
-    #[arg(long, value_name = "N")]
-    pub topics: Option<u64>,
-    /// Publish text messages (ASCII payloads; the sequence number and send time in hex)
-    /// to a broadcast server, for servers that only take text. Not with --topics.
-    #[arg(long)]
-    pub text: bool,
-}
 
 /// Per-connection fan-out state.
 #[derive(Debug, Default)]
